@@ -1,0 +1,32 @@
+"""Shared fixtures: run kernel tests under every ISA this machine supports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import padfree
+from padfree import _core
+
+SUPPORTED_ISAS = padfree.cpu_info()["supported_isas"]
+
+
+@pytest.fixture(params=SUPPORTED_ISAS)
+def isa(request):
+    """Force one ISA for the duration of a test, then restore the previous one."""
+    previous = _core.get_isa()
+    _core.set_isa(request.param)
+    yield request.param
+    _core.set_isa(previous)
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def num_threads(request):
+    return request.param
+
+
+@pytest.fixture
+def rng(request):
+    """A fresh generator per test, seeded from the test's name so failures reproduce."""
+    seed = abs(hash(request.node.nodeid)) % (2**32)
+    return np.random.default_rng(seed)
