@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 import padfree
 from padfree import _core
 
+settings.register_profile(
+    "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+# The sanitizer run is ~10x slower; fewer examples keep CI short.
+settings.register_profile(
+    "ci-short", max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("default")
+
 SUPPORTED_ISAS = padfree.cpu_info()["supported_isas"]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long tests, skipped in the sanitizer run")
 
 
 @pytest.fixture(params=SUPPORTED_ISAS)
