@@ -11,4 +11,5 @@ PYBIND11_MODULE(_core, m)
     padfree::bindings::register_info(m);
     padfree::bindings::register_softmax(m);
     padfree::bindings::register_dense(m);
+    padfree::bindings::register_attention(m);
 }
