@@ -30,6 +30,10 @@ SHAPES = [(384, 1152), (384, 384), (384, 1536), (1536, 384), (768, 2304), (768, 
 M_VALUES = [16, 128, 942, 4096]
 THREADS = [1, 2]
 
+# OpenBLAS's worker threads busy-wait for about 2^28 cycles after a call; on a 2-core
+# machine they would take a core from padfree's threads timed right after NumPy.
+_OPENBLAS_IDLE_SECONDS = 0.15
+
 _numpy_seconds: dict = {}
 
 
@@ -80,6 +84,8 @@ def bench_gemm(benchmark, impl, k, n, m, threads):
                 benchmark.extra_info["gflops"] = flops / seconds / 1e9
             return
         layer = padfree.Linear(w)
+        if not benchmark.disabled:
+            time.sleep(_OPENBLAS_IDLE_SECONDS)
         seconds = _run(benchmark, lambda: layer(x, num_threads=threads), flops)
         if seconds:
             reference = _numpy_seconds.get((k, n, m, threads)) or _median_seconds(numpy_fn)
@@ -111,6 +117,8 @@ def bench_gelu_epilogue(benchmark, impl, k, n, m, threads):
         else:
             activation = "gelu_tanh" if impl.endswith("tanh") else "gelu"
             layer = padfree.Linear(w, b, activation=activation)
+            if not benchmark.disabled:
+                time.sleep(_OPENBLAS_IDLE_SECONDS)
             seconds = _run(benchmark, lambda: layer(x, num_threads=threads), flops)
             if seconds:
                 benchmark.extra_info["ratio_vs_numpy"] = _median_seconds(numpy_fn) / seconds
