@@ -18,11 +18,15 @@ try:
 except ImportError as error:  # a bad PADFREE_ISA surfaces here with its own message
     raise ImportError(f"padfree could not load its C++ core: {error}") from error
 
+from ._bert import BertModel
 from ._info import cpu_info
+from ._sentence import SentenceEncoder
 from ._softmax import masked_softmax
 
 __all__ = [
     "__version__",
+    "BertModel",
+    "SentenceEncoder",
     "cpu_info",
     "masked_softmax",
 ]
