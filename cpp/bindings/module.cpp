@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m)
     padfree::current_isa();
     padfree::bindings::register_info(m);
     padfree::bindings::register_softmax(m);
+    padfree::bindings::register_encoder(m);
 }
