@@ -426,7 +426,8 @@ def _weight(value, key, shape):
         raise TypeError(f"{key} must be a floating-point array, got dtype {array.dtype}")
     if array.shape != shape:
         raise ValueError(f"{key} must have shape {shape_str(shape)}, got {shape_str(array.shape)}")
-    array = np.ascontiguousarray(array, dtype=np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32's range are reported below
+        array = np.ascontiguousarray(array, dtype=np.float32)
     if not np.isfinite(array).all():
         raise ValueError(f"{key} holds NaN or infinity (as float32)")
     return array
