@@ -36,8 +36,12 @@ void softmax_row_scalar(const T* x, T* y, int64_t n, int64_t valid, const uint8_
         sum += e;
     }
 
+    // Only kept entries are scaled: in a row poisoned by NaN or +inf, inv is NaN and the
+    // entries a boolean mask removed must stay exactly zero.
     const T inv = T(1) / sum;
-    for (int64_t i = 0; i < valid; ++i) y[i] *= inv;
+    for (int64_t i = 0; i < valid; ++i) {
+        if (!keep || keep[i]) y[i] *= inv;
+    }
     for (int64_t i = valid; i < n; ++i) y[i] = T(0);
 }
 

@@ -74,10 +74,14 @@ void softmax_row_f32_avx2(const float* x, float* y, int64_t n, int64_t valid, co
         sum = _mm256_add_ps(sum, e);
     }
 
+    // Only kept lanes are scaled (the others are stored as zero): in a row poisoned by NaN
+    // or +inf, inv is NaN and entries a boolean mask removed must stay exactly zero.
     const __m256 inv = _mm256_set1_ps(1.0f / avx2::hsum(sum));
     for (int64_t i = 0; i < valid; i += 8) {
         const __m256i tail = tail_mask(valid - i);
-        _mm256_maskstore_ps(y + i, tail, _mm256_mul_ps(_mm256_maskload_ps(y + i, tail), inv));
+        const __m256 lanes = _mm256_castsi256_ps(kept_lanes(keep, i, valid - i, tail));
+        const __m256 scaled = _mm256_mul_ps(_mm256_maskload_ps(y + i, tail), inv);
+        _mm256_maskstore_ps(y + i, tail, _mm256_and_ps(scaled, lanes));
     }
     store_zeros(y, valid, n);
 }

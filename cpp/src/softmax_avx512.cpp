@@ -58,10 +58,14 @@ void softmax_row_f32_avx512(const float* x, float* y, int64_t n, int64_t valid,
         sum = _mm512_add_ps(sum, e);
     }
 
+    // Only kept lanes are scaled (the others are stored as zero): in a row poisoned by NaN
+    // or +inf, inv is NaN and entries a boolean mask removed must stay exactly zero.
     const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
     for (int64_t i = 0; i < valid; i += 16) {
         const __mmask16 tail = tail_mask(valid - i);
-        _mm512_mask_storeu_ps(y + i, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, y + i), inv));
+        const __mmask16 lanes = kept_lanes(keep, i, tail);
+        _mm512_mask_storeu_ps(y + i, tail,
+                              _mm512_maskz_mul_ps(lanes, _mm512_maskz_loadu_ps(lanes, y + i), inv));
     }
     const __m512 zero = _mm512_setzero_ps();
     for (int64_t i = valid; i < n; i += 16) _mm512_mask_storeu_ps(y + i, tail_mask(n - i), zero);

@@ -32,16 +32,29 @@ static inline float hmax(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-// e^x for float32, same reduction and polynomial as the AVX-512 version (see there for
-// the error bound). 2^n is built in the exponent field, which covers n in [-126, 128];
-// below x = -87.33 the result is flushed to zero (e^x < 2^-126 there). -inf gives 0,
-// NaN gives NaN.
+// 2^n for integer-valued n in [-150, 128], as the product of two normal powers of two
+// 2^a * 2^b (a = floor(n/2), b = n - a, both in [-75, 64]). Multiplying p by them one
+// after the other rounds once, at the second product, so results that fall below 2^-126
+// come out as correctly rounded subnormals, and n = 128 (which has no float32 exponent
+// field of its own) overflows only when p * 2^128 really does.
+static inline __m256 scale_by_pow2(__m256 p, __m256 n)
+{
+    const __m256i whole = _mm256_cvtps_epi32(n);
+    const __m256i a = _mm256_srai_epi32(whole, 1);
+    const __m256i b = _mm256_sub_epi32(whole, a);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const __m256 two_a = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(a, bias), 23));
+    const __m256 two_b = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(b, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, two_a), two_b);
+}
+
+// e^x for float32, the same reduction, polynomial and clamping as the AVX-512 version (see
+// there for the error bound), with 2^n applied by scale_by_pow2 instead of vscalefps.
+// -inf gives 0, +inf and x > 88.72 give +inf, NaN gives NaN.
 static inline __m256 exp_ps(__m256 x)
 {
-    const __m256 lowest = _mm256_set1_ps(-87.3365f);
-    const __m256 underflow = _mm256_cmp_ps(x, lowest, _CMP_LT_OQ);
-    x = _mm256_max_ps(lowest, x);  // NaN is the second operand: kept
-    x = _mm256_min_ps(_mm256_set1_ps(88.7228f), x);
+    x = _mm256_max_ps(_mm256_set1_ps(-104.0f), x);  // NaN is the second operand: kept
+    x = _mm256_min_ps(_mm256_set1_ps(88.8f), x);
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
@@ -54,10 +67,7 @@ static inline __m256 exp_ps(__m256 x)
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    const __m256i bits = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    const __m256 result = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-    return _mm256_andnot_ps(underflow, result);
+    return scale_by_pow2(p, n);
 }
 
 }  // namespace padfree::avx2

@@ -18,12 +18,14 @@ try:
 except ImportError as error:  # a bad PADFREE_ISA surfaces here with its own message
     raise ImportError(f"padfree could not load its C++ core: {error}") from error
 
+from ._attention import attention
 from ._encoder import Encoder, EncoderLayer
 from ._info import cpu_info
 from ._softmax import masked_softmax
 
 __all__ = [
     "__version__",
+    "attention",
     "Encoder",
     "EncoderLayer",
     "cpu_info",

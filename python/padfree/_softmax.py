@@ -33,7 +33,9 @@ def masked_softmax(scores, mask=None, *, lengths=None, axis=-1, out=None, num_th
     Returns:
         An array of the shape and dtype of ``scores`` (``out`` if given). A row in which no
         position takes part (or all kept scores are ``-inf``) is all zeros, never NaN.
-        A NaN among a row's kept scores makes that row NaN and no other.
+        A NaN or ``+inf`` among the scores a row reads (after adding a float mask) makes
+        that row's read positions NaN and no other row; positions a boolean mask removes
+        and positions past ``lengths`` stay exactly zero even then.
 
     Example:
         >>> import numpy as np, padfree
@@ -57,14 +59,20 @@ def masked_softmax(scores, mask=None, *, lengths=None, axis=-1, out=None, num_th
     x = np.moveaxis(scores, axis, -1)
     if x.size and x.strides[-1] != x.itemsize or not x.flags.aligned:
         x = np.ascontiguousarray(x)
-    y = np.moveaxis(result, axis, -1)
-    target = y
-    if (y.size and y.strides[-1] != y.itemsize) or not y.flags.aligned or (
-        np.may_share_memory(y, x) and not _same_view(y, x)
-    ):
-        target = np.empty(x.shape, dtype)
     keep_view = _row_view(keep, axis)
     bias_view = _row_view(bias, axis)
+    y = np.moveaxis(result, axis, -1)
+    target = y
+    # The kernel may write a row in place of the same row of scores, but nothing else may
+    # overlap the output: anything else goes through a temporary.
+    inputs = [a for a in (keep_view, bias_view, lengths_view) if a is not None]
+    if (
+        (y.size and y.strides[-1] != y.itemsize)
+        or not y.flags.aligned
+        or (np.may_share_memory(y, x) and not _same_view(y, x))
+        or any(np.may_share_memory(y, a) for a in inputs)
+    ):
+        target = np.empty(x.shape, dtype)
 
     if x.size:
         kernel = _core.masked_softmax_f32 if dtype == np.float32 else _core.masked_softmax_f64
@@ -163,5 +171,5 @@ def _check_out(out, scores):
             f"got {shape_str(out.shape)}"
         )
     if not out.flags.writeable:
-        raise ValueError("out is read-only")
+        raise ValueError("out must be a writeable array, got a read-only one")
     return out
