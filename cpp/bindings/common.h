@@ -18,6 +18,7 @@ namespace py = pybind11;
 
 void register_info(py::module_& m);
 void register_softmax(py::module_& m);
+void register_dense(py::module_& m);
 void register_attention(py::module_& m);
 void register_encoder(py::module_& m);
 
