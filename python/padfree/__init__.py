@@ -21,6 +21,7 @@ except ImportError as error:  # a bad PADFREE_ISA surfaces here with its own mes
 from ._attention import attention
 from ._bert import BertModel
 from ._dense import Linear, layer_norm, linear
+from ._encoder import Encoder, EncoderLayer
 from ._info import cpu_info
 from ._sentence import SentenceEncoder
 from ._softmax import masked_softmax
@@ -33,6 +34,8 @@ __all__ = [
     "attention",
     "layer_norm",
     "linear",
+    "Encoder",
+    "EncoderLayer",
     "cpu_info",
     "masked_softmax",
 ]
