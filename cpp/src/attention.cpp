@@ -72,8 +72,8 @@ void attention_row_scalar(const AttentionTile& t, int64_t i, float* scores, floa
 
 const AttentionKernels kScalar{kScalarTile, kScalarKeyBlock, attention_tile_f32_scalar};
 #if defined(PADFREE_X86)
-const AttentionKernels kAvx2{16, 256, attention_tile_f32_avx2};
-const AttentionKernels kAvx512{32, 256, attention_tile_f32_avx512};
+const AttentionKernels kAvx2{kAvx2QueryTile, kAvx2KeyBlock, attention_tile_f32_avx2};
+const AttentionKernels kAvx512{kAvx512QueryTile, kAvx512KeyBlock, attention_tile_f32_avx512};
 #endif
 
 struct WorkItem {
