@@ -10,5 +10,7 @@ PYBIND11_MODULE(_core, m)
     padfree::current_isa();
     padfree::bindings::register_info(m);
     padfree::bindings::register_softmax(m);
+    padfree::bindings::register_dense(m);
     padfree::bindings::register_attention(m);
+    padfree::bindings::register_encoder(m);
 }
