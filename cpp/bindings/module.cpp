@@ -10,4 +10,6 @@ PYBIND11_MODULE(_core, m)
     padfree::current_isa();
     padfree::bindings::register_info(m);
     padfree::bindings::register_softmax(m);
+    padfree::bindings::register_dense(m);
+    padfree::bindings::register_attention(m);
 }

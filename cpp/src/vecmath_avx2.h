@@ -75,3 +75,86 @@ static inline __m256 exp_ps(__m256 x)
 }
 
 }  // namespace padfree::avx2
+
+namespace padfree::avx2 {
+
+// erf, erfc and GELU: the same fitted polynomials and the same evaluation as the AVX-512
+// versions in vecmath_avx512.h (see there for the error bounds).
+static inline __m256 erf_small_ps(__m256 u, __m256 u2)
+{
+    __m256 p = _mm256_set1_ps(4.7175675e-3f);
+    p = _mm256_fmadd_ps(p, u2, _mm256_set1_ps(-2.6756974e-2f));
+    p = _mm256_fmadd_ps(p, u2, _mm256_set1_ps(1.12828195e-1f));
+    p = _mm256_fmadd_ps(p, u2, _mm256_set1_ps(-3.7612608e-1f));
+    p = _mm256_fmadd_ps(p, u2, _mm256_set1_ps(1.1283791f));
+    return _mm256_mul_ps(u, p);
+}
+
+static inline __m256 erfc_large_ps(__m256 a, __m256 a2_hi, __m256 a2_lo)
+{
+    const __m256 t = _mm256_div_ps(
+        _mm256_set1_ps(1.0f),
+        _mm256_fmadd_ps(_mm256_min_ps(a, _mm256_set1_ps(10.0f)), _mm256_set1_ps(0.5f),
+                        _mm256_set1_ps(1.0f)));
+    __m256 q = _mm256_set1_ps(-6.3226812e-2f);
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(3.0384982e-1f));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(-5.2429485e-1f));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(3.1679514e-1f));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(-5.0593108e-2f));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(2.1167444e-1f));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(2.4111347e-1f));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(2.8261289e-1f));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(2.8207472e-1f));
+    const __m256 e = _mm256_mul_ps(exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), a2_hi)),
+                                   _mm256_sub_ps(_mm256_set1_ps(1.0f), a2_lo));
+    const __m256 result = _mm256_mul_ps(e, _mm256_mul_ps(t, q));
+    return _mm256_and_ps(_mm256_cmp_ps(a, _mm256_set1_ps(10.0f), _CMP_LE_OQ), result);
+}
+
+static inline __m256 abs_ps(__m256 x)
+{
+    return _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
+}
+
+static inline __m256 erf_ps(__m256 x)
+{
+    const __m256 a = abs_ps(x);
+    const __m256 x2_hi = _mm256_mul_ps(x, x);
+    const __m256 x2_lo = _mm256_fmsub_ps(x, x, x2_hi);
+    const __m256 small = erf_small_ps(x, x2_hi);
+    const __m256 large_abs = _mm256_sub_ps(_mm256_set1_ps(1.0f), erfc_large_ps(a, x2_hi, x2_lo));
+    const __m256 sign = _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(int(0x80000000u))));
+    const __m256 large = _mm256_or_ps(large_abs, sign);
+    return _mm256_blendv_ps(large, small, _mm256_cmp_ps(a, _mm256_set1_ps(0.5f), _CMP_LT_OQ));
+}
+
+static inline __m256 gelu_erf_ps(__m256 x)
+{
+    const __m256 half_x = _mm256_mul_ps(x, _mm256_set1_ps(0.5f));
+    const __m256 u = _mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f));
+    const __m256 a = abs_ps(u);
+    const __m256 x2_hi = _mm256_mul_ps(x, x);
+    const __m256 x2_lo = _mm256_fmsub_ps(x, x, x2_hi);
+    const __m256 u2_hi = _mm256_mul_ps(x2_hi, _mm256_set1_ps(0.5f));
+    const __m256 u2_lo = _mm256_mul_ps(x2_lo, _mm256_set1_ps(0.5f));
+
+    const __m256 small = _mm256_fmadd_ps(half_x, erf_small_ps(u, u2_hi), half_x);
+    const __m256 tail = erfc_large_ps(a, u2_hi, u2_lo);
+    const __m256 positive = _mm256_mul_ps(x, _mm256_fnmadd_ps(tail, _mm256_set1_ps(0.5f),
+                                                              _mm256_set1_ps(1.0f)));
+    const __m256 negative = _mm256_mul_ps(half_x, tail);
+    const __m256 large = _mm256_blendv_ps(
+        negative, positive, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ));
+    return _mm256_blendv_ps(large, small, _mm256_cmp_ps(a, _mm256_set1_ps(0.5f), _CMP_LT_OQ));
+}
+
+static inline __m256 gelu_tanh_ps(__m256 x)
+{
+    const __m256 x2 = _mm256_mul_ps(x, x);
+    const __m256 minus_2y = _mm256_mul_ps(
+        x, _mm256_fmadd_ps(x2, _mm256_set1_ps(-0.0713548162726f),
+                           _mm256_set1_ps(-1.5957691216057308f)));
+    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), exp_ps(minus_2y)));
+}
+
+}  // namespace padfree::avx2

@@ -18,11 +18,17 @@ try:
 except ImportError as error:  # a bad PADFREE_ISA surfaces here with its own message
     raise ImportError(f"padfree could not load its C++ core: {error}") from error
 
+from ._attention import attention
+from ._dense import Linear, layer_norm, linear
 from ._info import cpu_info
 from ._softmax import masked_softmax
 
 __all__ = [
     "__version__",
+    "Linear",
+    "attention",
+    "layer_norm",
+    "linear",
     "cpu_info",
     "masked_softmax",
 ]

@@ -1,0 +1,97 @@
+// attention: packed NumPy views (validated and packed by padfree._attention) to
+// attention_packed_f32, with the GIL released.
+#include "common.h"
+
+#include <optional>
+
+#include "padfree/attention.h"
+
+namespace padfree::bindings {
+namespace {
+
+// Floats between consecutive rows of a 2-D float32 array whose rows are contiguous.
+int64_t row_stride(const py::array& a, int64_t rows, int64_t columns, const char* name)
+{
+    require_shape(a, {rows, columns}, name);
+    if (a.itemsize() != 4) throw std::invalid_argument(std::string(name) + ": need float32");
+    if (columns > 1 && a.strides(1) != 4) {
+        throw std::invalid_argument(std::string(name) + ": rows must be contiguous");
+    }
+    return element_strides(a, 1, name)[0];
+}
+
+// attn_mask as a (B, H, L, L) view: strides of the first three dimensions, key stride 1.
+template <typename T>
+const T* mask_view(const std::optional<py::array>& mask, AttentionMask& view, const char* name)
+{
+    if (!mask) return nullptr;
+    if (mask->ndim() != 4 || mask->itemsize() != static_cast<py::ssize_t>(sizeof(T))) {
+        throw std::invalid_argument(std::string(name) + ": need a 4-D view of the right dtype");
+    }
+    if (mask->shape(3) > 1 && mask->strides(3) != mask->itemsize()) {
+        throw std::invalid_argument(std::string(name) + ": key axis must be contiguous");
+    }
+    const std::vector<int64_t> strides = element_strides(*mask, 3, name);
+    view.stride_batch = strides[0];
+    view.stride_head = strides[1];
+    view.stride_query = strides[2];
+    return static_cast<const T*>(mask->data());
+}
+
+py::array_t<float> run_attention(const py::array& q, const py::array& k, const py::array& v,
+                                 const py::array_t<int64_t, py::array::c_style>& cu_seqlens,
+                                 const std::optional<py::array_t<int64_t, py::array::c_style>>& positions,
+                                 int64_t heads, int64_t head_dim, float scale,
+                                 const std::optional<py::array>& keep,
+                                 const std::optional<py::array>& bias, bool causal,
+                                 int64_t window_left, int64_t window_right, int num_threads)
+{
+    const int64_t tokens = q.ndim() == 2 ? q.shape(0) : -1;
+    const int64_t width = heads * head_dim;
+    const int64_t ld = row_stride(q, tokens, width, "q");
+    if (row_stride(k, tokens, width, "k") != ld || row_stride(v, tokens, width, "v") != ld) {
+        throw std::invalid_argument("q, k and v must share one row stride");
+    }
+    if (cu_seqlens.ndim() != 1 || cu_seqlens.shape(0) < 1) {
+        throw std::invalid_argument("cu_seqlens: need a 1-D array of batch + 1 offsets");
+    }
+    if (positions && (positions->ndim() != 1 || positions->shape(0) != tokens)) {
+        throw std::invalid_argument("positions: need one entry per packed token");
+    }
+
+    PackedSequences seqs;
+    seqs.batch = cu_seqlens.shape(0) - 1;
+    seqs.cu_seqlens = cu_seqlens.data();
+    seqs.positions = positions ? positions->data() : nullptr;
+    AttentionMask mask;
+    mask.keep = mask_view<uint8_t>(keep, mask, "keep");
+    mask.bias = mask_view<float>(bias, mask, "bias");
+    mask.causal = causal;
+    mask.window_left = window_left;
+    mask.window_right = window_right;
+
+    py::array_t<float> out({tokens, width});
+    const auto* q_data = static_cast<const float*>(q.data());
+    const auto* k_data = static_cast<const float*>(k.data());
+    const auto* v_data = static_cast<const float*>(v.data());
+    float* out_data = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        attention_packed_f32(seqs, heads, head_dim, q_data, k_data, v_data, ld, out_data, width,
+                             scale, mask, num_threads);
+    }
+    return out;
+}
+
+}  // namespace
+
+void register_attention(py::module_& m)
+{
+    m.def("attention_packed_f32", &run_attention, py::arg("q"), py::arg("k"), py::arg("v"),
+          py::arg("cu_seqlens"), py::arg("positions"), py::arg("heads"), py::arg("head_dim"),
+          py::arg("scale"), py::arg("keep"), py::arg("bias"), py::arg("causal"),
+          py::arg("window_left"), py::arg("window_right"), py::arg("num_threads"),
+          "Attention over packed tokens (rows of q, k, v); see padfree.attention.");
+}
+
+}  // namespace padfree::bindings

@@ -1,0 +1,274 @@
+// Attention tile kernel, AVX2 + FMA. Same scheme as the AVX-512 kernel (see there): scores
+// transposed to keys x queries with one query per lane, lane-wise online softmax, P·V
+// accumulated straight into the output. 16 queries per tile (two vectors) so that the
+// register blocks fit in sixteen ymm registers.
+#include <algorithm>
+#include <cmath>
+
+#include "attention_kernels.h"
+#include "vecmath_avx2.h"
+
+namespace padfree {
+namespace {
+
+using avx2::exp_ps;
+using avx2::tail_mask;
+
+constexpr int64_t kTile = 16;
+constexpr int64_t kKeyBlock = 256;
+
+struct Scratch {
+    float* query_t;  // head_dim x kTile, scaled
+    float* scores;   // kKeyBlock x kTile
+    float* row_max;
+    float* row_sum;
+    float* alpha;  // rescale of the output so far, per query
+    float* post;   // 1 / row_sum after the last block, per query
+};
+
+Scratch carve(float* scratch, int64_t head_dim)
+{
+    Scratch s;
+    s.query_t = scratch;
+    s.scores = s.query_t + head_dim * kTile;
+    s.row_max = s.scores + kKeyBlock * kTile;
+    s.row_sum = s.row_max + kTile;
+    s.alpha = s.row_sum + kTile;
+    s.post = s.alpha + kTile;
+    return s;
+}
+
+// query_t[d][i] = scale * q[i][d]; lanes past the tile's rows are zero.
+void transpose_query(const AttentionTile& t, float* query_t)
+{
+    for (int64_t d = 0; d < t.head_dim; ++d) {
+        float* column = query_t + d * kTile;
+        for (int64_t i = 0; i < t.rows; ++i) column[i] = t.scale * t.q[i * t.ld + d];
+        for (int64_t i = t.rows; i < kTile; ++i) column[i] = 0.0f;
+    }
+}
+
+// scores[r][*] = query_t · key r, for KR keys and NV vectors of queries.
+template <int NV, int KR>
+inline void score_keys(const float* query_t, const float* key, int64_t ld, int64_t head_dim,
+                       float* scores)
+{
+    __m256 acc[KR][NV];
+    for (int r = 0; r < KR; ++r)
+        for (int c = 0; c < NV; ++c) acc[r][c] = _mm256_setzero_ps();
+
+    for (int64_t d = 0; d < head_dim; ++d) {
+        __m256 query[NV];
+        for (int c = 0; c < NV; ++c) query[c] = _mm256_load_ps(query_t + d * kTile + 8 * c);
+        for (int r = 0; r < KR; ++r) {
+            const __m256 k = _mm256_broadcast_ss(key + r * ld + d);
+            for (int c = 0; c < NV; ++c) acc[r][c] = _mm256_fmadd_ps(query[c], k, acc[r][c]);
+        }
+    }
+
+    for (int r = 0; r < KR; ++r)
+        for (int c = 0; c < NV; ++c) _mm256_store_ps(scores + r * kTile + 8 * c, acc[r][c]);
+}
+
+template <int NV>
+void score_block(const float* query_t, const float* key, int64_t ld, int64_t head_dim,
+                 int64_t count, float* scores)
+{
+    int64_t j = 0;
+    for (; j + 6 <= count; j += 6) {
+        score_keys<NV, 6>(query_t, key + j * ld, ld, head_dim, scores + j * kTile);
+    }
+    for (; j < count; ++j) {
+        score_keys<NV, 1>(query_t, key + j * ld, ld, head_dim, scores + j * kTile);
+    }
+}
+
+// All-ones lanes whose attn_mask entry for this key says "keep".
+inline __m256i kept_lanes(const uint8_t* keep, const int32_t* query_offset)
+{
+    alignas(32) int32_t flags[8];
+    for (int lane = 0; lane < 8; ++lane) flags[lane] = keep[query_offset[lane]] ? -1 : 0;
+    return _mm256_load_si256(reinterpret_cast<const __m256i*>(flags));
+}
+
+// Masks one vector of queries over the block's keys: -inf where a key is not allowed,
+// attn_mask bias added. Returns the block's maximum per lane.
+__m256 mask_scores(const AttentionTile& t, int64_t lane0, int64_t k0, int64_t count,
+                   float* scores)
+{
+    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.key_lo + lane0));
+    const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.key_hi + lane0));
+    const __m256 neg_inf = _mm256_set1_ps(-INFINITY);
+    const int32_t* query_offset = t.query_offset + lane0;
+    const __m256i offsets = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(query_offset));
+    __m256 block_max = neg_inf;
+
+    for (int64_t j = 0; j < count; ++j) {
+        const int64_t key = k0 + j;
+        const __m256i index = _mm256_set1_epi32(static_cast<int32_t>(key));
+        __m256i lanes = _mm256_andnot_si256(_mm256_cmpgt_epi32(lo, index),
+                                            _mm256_cmpgt_epi32(hi, index));
+        float* row = scores + j * kTile + lane0;
+        __m256 x = _mm256_load_ps(row);
+        if (t.keep || t.bias) {
+            const int64_t position = t.key_position ? t.key_position[key] : key;
+            if (t.keep) lanes = _mm256_and_si256(lanes, kept_lanes(t.keep + position, query_offset));
+            if (t.bias) {
+                const __m256 bias = _mm256_mask_i32gather_ps(
+                    _mm256_setzero_ps(), t.bias + position, offsets, _mm256_castsi256_ps(lanes), 4);
+                x = _mm256_add_ps(x, bias);
+            }
+        }
+        x = _mm256_blendv_ps(neg_inf, x, _mm256_castsi256_ps(lanes));
+        _mm256_store_ps(row, x);
+        block_max = _mm256_max_ps(block_max, x);
+    }
+    return block_max;
+}
+
+// Online softmax step for one vector of queries: scores become exp(score - running max),
+// the running sum is updated, and alpha gets the factor that rescales earlier output.
+void softmax_block(const AttentionTile& t, int64_t lane0, int64_t k0, int64_t count,
+                   const Scratch& s)
+{
+    const __m256 block_max = mask_scores(t, lane0, k0, count, s.scores);
+    const __m256 old_max = _mm256_load_ps(s.row_max + lane0);
+    const __m256 new_max = _mm256_max_ps(old_max, block_max);
+    // A lane with nothing kept yet shifts by 0, so exp(-inf - 0) = 0 instead of NaN.
+    const __m256 empty = _mm256_cmp_ps(new_max, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ);
+    const __m256 shift = _mm256_blendv_ps(new_max, _mm256_setzero_ps(), empty);
+
+    __m256 sum = _mm256_setzero_ps();
+    for (int64_t j = 0; j < count; ++j) {
+        float* row = s.scores + j * kTile + lane0;
+        const __m256 p = exp_ps(_mm256_sub_ps(_mm256_load_ps(row), shift));
+        _mm256_store_ps(row, p);
+        sum = _mm256_add_ps(sum, p);
+    }
+
+    const __m256 alpha = exp_ps(_mm256_sub_ps(old_max, shift));
+    const __m256 old_sum = _mm256_load_ps(s.row_sum + lane0);
+    _mm256_store_ps(s.row_sum + lane0, _mm256_fmadd_ps(old_sum, alpha, sum));
+    _mm256_store_ps(s.row_max + lane0, new_max);
+    _mm256_store_ps(s.alpha + lane0, alpha);
+}
+
+// out rows (RQ of them) = alpha * out + P·V (+ then * post), for DV vectors of head_dim
+// from column d0; the last vector is cut by `last`.
+template <int RQ, int DV>
+inline void pv_rows(const float* p, int64_t count, const float* v, int64_t ld, float* out,
+                    int64_t ld_out, __m256i last, const float* alpha, const float* post)
+{
+    const __m256i all = _mm256_set1_epi32(-1);
+    __m256 acc[RQ][DV];
+    for (int r = 0; r < RQ; ++r)
+        for (int c = 0; c < DV; ++c) acc[r][c] = _mm256_setzero_ps();
+
+    for (int64_t j = 0; j < count; ++j) {
+        __m256 value[DV];
+        for (int c = 0; c < DV; ++c) {
+            value[c] = _mm256_maskload_ps(v + j * ld + 8 * c, c == DV - 1 ? last : all);
+        }
+        for (int r = 0; r < RQ; ++r) {
+            const __m256 weight = _mm256_broadcast_ss(p + j * kTile + r);
+            for (int c = 0; c < DV; ++c) acc[r][c] = _mm256_fmadd_ps(weight, value[c], acc[r][c]);
+        }
+    }
+
+    for (int r = 0; r < RQ; ++r) {
+        for (int c = 0; c < DV; ++c) {
+            const __m256i lanes = c == DV - 1 ? last : all;
+            float* target = out + r * ld_out + 8 * c;
+            __m256 x = acc[r][c];
+            if (alpha) {
+                x = _mm256_fmadd_ps(_mm256_maskload_ps(target, lanes),
+                                    _mm256_broadcast_ss(alpha + r), x);
+            }
+            if (post) x = _mm256_mul_ps(x, _mm256_broadcast_ss(post + r));
+            _mm256_maskstore_ps(target, lanes, x);
+        }
+    }
+}
+
+template <int DV>
+void pv_columns(const AttentionTile& t, const float* p, int64_t count, const float* v,
+                int64_t d0, __m256i last, const float* alpha, const float* post)
+{
+    constexpr int kRows = DV == 2 ? 6 : 8;
+    float* out = t.out + d0;
+    int64_t i = 0;
+    for (; i + kRows <= t.rows; i += kRows) {
+        pv_rows<kRows, DV>(p + i, count, v + d0, t.ld, out + i * t.ld_out, t.ld_out, last,
+                           alpha ? alpha + i : nullptr, post ? post + i : nullptr);
+    }
+    for (; i < t.rows; ++i) {
+        pv_rows<1, DV>(p + i, count, v + d0, t.ld, out + i * t.ld_out, t.ld_out, last,
+                       alpha ? alpha + i : nullptr, post ? post + i : nullptr);
+    }
+}
+
+void pv_block(const AttentionTile& t, const float* p, int64_t count, const float* v,
+              const float* alpha, const float* post)
+{
+    for (int64_t d0 = 0; d0 < t.head_dim; d0 += 16) {
+        const int64_t remaining = t.head_dim - d0;
+        if (remaining > 8) {
+            pv_columns<2>(t, p, count, v, d0, tail_mask(remaining - 8), alpha, post);
+        } else {
+            pv_columns<1>(t, p, count, v, d0, tail_mask(remaining), alpha, post);
+        }
+    }
+}
+
+void zero_rows(const AttentionTile& t)
+{
+    for (int64_t i = 0; i < t.rows; ++i) {
+        float* row = t.out + i * t.ld_out;
+        for (int64_t d = 0; d < t.head_dim; d += 8) {
+            _mm256_maskstore_ps(row + d, tail_mask(t.head_dim - d), _mm256_setzero_ps());
+        }
+    }
+}
+
+}  // namespace
+
+void attention_tile_f32_avx2(const AttentionTile& t, float* scratch)
+{
+    if (t.key_begin >= t.key_end) {
+        zero_rows(t);
+        return;
+    }
+    const Scratch s = carve(scratch, t.head_dim);
+    const int vectors = t.rows > 8 ? 2 : 1;
+    transpose_query(t, s.query_t);
+    for (int64_t i = 0; i < kTile; ++i) {
+        s.row_max[i] = -INFINITY;
+        s.row_sum[i] = 0.0f;
+    }
+
+    for (int64_t k0 = t.key_begin; k0 < t.key_end; k0 += kKeyBlock) {
+        const int64_t count = std::min(kKeyBlock, t.key_end - k0);
+        const float* key = t.k + k0 * t.ld;
+        if (vectors == 2) {
+            score_block<2>(s.query_t, key, t.ld, t.head_dim, count, s.scores);
+        } else {
+            score_block<1>(s.query_t, key, t.ld, t.head_dim, count, s.scores);
+        }
+        for (int c = 0; c < vectors; ++c) softmax_block(t, 8 * c, k0, count, s);
+
+        const bool first = k0 == t.key_begin;
+        const bool last = k0 + count >= t.key_end;
+        if (last) {
+            for (int c = 0; c < vectors; ++c) {
+                const __m256 sum = _mm256_load_ps(s.row_sum + 8 * c);
+                const __m256 some = _mm256_cmp_ps(sum, _mm256_setzero_ps(), _CMP_GT_OQ);
+                _mm256_store_ps(s.post + 8 * c,
+                                _mm256_and_ps(some, _mm256_div_ps(_mm256_set1_ps(1.0f), sum)));
+            }
+        }
+        pv_block(t, s.scores, count, t.v + k0 * t.ld, first ? nullptr : s.alpha,
+                 last ? s.post : nullptr);
+    }
+}
+
+}  // namespace padfree

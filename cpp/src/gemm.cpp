@@ -1,0 +1,249 @@
+// PackedLinear: weight packing, the cache-blocked OpenMP driver, and the scalar kernels
+// (micro-kernel, epilogue, activations) behind the per-ISA table in gemm_kernels.h.
+#include "padfree/gemm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "gemm_kernels.h"
+#include "padfree/parallel.h"
+
+namespace padfree {
+namespace {
+
+// Work below this many flops per thread is not worth waking a thread for (about 20 us at
+// this machine's per-core peak).
+constexpr int64_t kMinFlopsPerThread = int64_t(1) << 21;
+
+// Bytes of packed weights a column block may span, so it stays in L2 while every row tile
+// of the thread's rows passes over it.
+constexpr int64_t kColumnBlockBytes = int64_t(512) << 10;
+
+constexpr int kScalarTileRows = 4;
+
+struct AlignedFree {
+    void operator()(float* p) const { std::free(p); }
+};
+
+std::unique_ptr<float, AlignedFree> aligned_floats(int64_t count)
+{
+    const size_t bytes = (static_cast<size_t>(std::max<int64_t>(count, 1)) * 4 + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, bytes);
+    if (!p) throw std::bad_alloc();
+    std::memset(p, 0, bytes);
+    return std::unique_ptr<float, AlignedFree>(static_cast<float*>(p));
+}
+
+// Scalar micro-kernel: `rows` x 16 columns per panel, one panel per call from the driver.
+void gemm_tile_f32_scalar(int rows, int panels, int64_t k, const float* x, int64_t ldx,
+                          const float* w, int64_t panel_stride, float* c)
+{
+    for (int p = 0; p < panels; ++p) {
+        const float* wp = w + p * panel_stride;
+        for (int r = 0; r < rows; ++r) {
+            float acc[kPanelWidth] = {};
+            const float* xr = x + r * ldx;
+            for (int64_t i = 0; i < k; ++i) {
+                const float xv = xr[i];
+                for (int j = 0; j < kPanelWidth; ++j) acc[j] += xv * wp[i * kPanelWidth + j];
+            }
+            std::memcpy(c + r * kPanelWidth * panels + p * kPanelWidth, acc, sizeof(acc));
+        }
+    }
+}
+
+// The scalar activations are evaluated in double, so they are correctly rounded or
+// nearly so: they are the reference the vector versions are measured against.
+float activate_scalar(Activation act, float v)
+{
+    const double x = v;
+    switch (act) {
+    case Activation::relu:
+        return v > 0.0f ? v : (v == v ? 0.0f : v);
+    case Activation::gelu_erf:
+        return static_cast<float>(0.5 * x * std::erfc(-x * 0.70710678118654752440));
+    case Activation::gelu_tanh: {
+        // x/2 * (1 + tanh(y)) = x / (1 + exp(-2y)), without the cancellation for x < 0.
+        const double inner = 0.79788456080286535588 * (x + 0.044715 * x * x * x);
+        return static_cast<float>(x / (1.0 + std::exp(-2.0 * inner)));
+    }
+    case Activation::none:
+        break;
+    }
+    return v;
+}
+
+void gemm_epilogue_f32_scalar(int rows, int cols, const float* c, int64_t ldc,
+                              const float* bias, Activation act, const float* residual,
+                              int64_t ldr, float* y, int64_t ldy)
+{
+    for (int r = 0; r < rows; ++r) {
+        for (int j = 0; j < cols; ++j) {
+            float v = c[r * ldc + j];
+            if (bias) v += bias[j];
+            v = activate_scalar(act, v);
+            if (residual) v += residual[r * ldr + j];
+            y[r * ldy + j] = v;
+        }
+    }
+}
+
+void activation_f32_scalar(Activation act, const float* x, float* y, int64_t n)
+{
+    for (int64_t i = 0; i < n; ++i) y[i] = activate_scalar(act, x[i]);
+}
+
+void erf_f32_scalar(const float* x, float* y, int64_t n)
+{
+    for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(std::erf(double(x[i])));
+}
+
+const GemmKernels kGemmScalar{kScalarTileRows, 1, gemm_tile_f32_scalar,
+                              gemm_epilogue_f32_scalar, activation_f32_scalar, erf_f32_scalar};
+
+}  // namespace
+
+const GemmKernels& gemm_kernels(Isa isa)
+{
+#if defined(PADFREE_X86)
+    if (isa == Isa::avx512) return kGemmAvx512;
+    if (isa == Isa::avx2) return kGemmAvx2;
+#endif
+    return kGemmScalar;
+}
+
+const GemmKernels& gemm_kernels() { return gemm_kernels(current_isa()); }
+
+struct PackedLinear::Impl {
+    int64_t n = 0;
+    int64_t k = 0;
+    int64_t panels = 0;
+    std::unique_ptr<float, AlignedFree> packed;
+    std::vector<float> bias;  // empty when the layer has none
+};
+
+PackedLinear::PackedLinear(const float* w, int64_t n, int64_t k, int64_t ldw, const float* bias)
+    : impl_(std::make_unique<Impl>())
+{
+    Impl& s = *impl_;
+    s.n = n;
+    s.k = k;
+    s.panels = (n + kPanelWidth - 1) / kPanelWidth;
+    s.packed = aligned_floats(s.panels * kPanelWidth * k);
+    float* dst = s.packed.get();
+    for (int64_t col = 0; col < n; ++col) {
+        float* panel = dst + (col / kPanelWidth) * kPanelWidth * k + col % kPanelWidth;
+        const float* row = w + col * ldw;
+        for (int64_t i = 0; i < k; ++i) panel[i * kPanelWidth] = row[i];
+    }
+    if (bias) s.bias.assign(bias, bias + n);
+}
+
+PackedLinear::~PackedLinear() = default;
+PackedLinear::PackedLinear(PackedLinear&&) noexcept = default;
+PackedLinear& PackedLinear::operator=(PackedLinear&&) noexcept = default;
+
+int64_t PackedLinear::n() const { return impl_->n; }
+int64_t PackedLinear::k() const { return impl_->k; }
+const float* PackedLinear::bias() const { return impl_->bias.empty() ? nullptr : impl_->bias.data(); }
+
+void PackedLinear::unpack(float* w) const
+{
+    const Impl& s = *impl_;
+    for (int64_t col = 0; col < s.n; ++col) {
+        const float* panel = s.packed.get() + (col / kPanelWidth) * kPanelWidth * s.k;
+        for (int64_t i = 0; i < s.k; ++i) w[col * s.k + i] = panel[i * kPanelWidth + col % kPanelWidth];
+    }
+}
+
+namespace {
+
+struct GemmProblem {
+    int64_t m, n, k;
+    const float* x;
+    int64_t ldx;
+    float* y;
+    int64_t ldy;
+    Activation act;
+    const float* residual;
+    int64_t ldr;
+    const float* packed;
+    const float* bias;
+};
+
+// Rows [row_begin, row_end) times column tiles [tile_begin, tile_end) of one thread.
+// Column tiles are taken in blocks whose packed weights fit in L2; inside a block every
+// row tile sweeps all its column tiles, so the row tile's x stays in L1.
+void gemm_region(const GemmProblem& g, const GemmKernels& kern, int64_t row_begin,
+                 int64_t row_end, int64_t tile_begin, int64_t tile_end)
+{
+    const int tile_cols = kPanelWidth * kern.tile_panels;
+    const int64_t panel_stride = kPanelWidth * g.k;
+    const int64_t tile_bytes = std::max<int64_t>(panel_stride * kern.tile_panels * 4, 1);
+    const int64_t block_tiles = std::max<int64_t>(kColumnBlockBytes / tile_bytes, 1);
+    alignas(64) float c[16 * 64];
+
+    for (int64_t block = tile_begin; block < tile_end; block += block_tiles) {
+        const int64_t block_end = std::min(block + block_tiles, tile_end);
+        for (int64_t row = row_begin; row < row_end; row += kern.tile_rows) {
+            const int rows = static_cast<int>(std::min<int64_t>(kern.tile_rows, row_end - row));
+            for (int64_t tile = block; tile < block_end; ++tile) {
+                const int64_t col = tile * tile_cols;
+                const int cols = static_cast<int>(std::min<int64_t>(tile_cols, g.n - col));
+                const int panels = (cols + kPanelWidth - 1) / kPanelWidth;
+                kern.tile(rows, panels, g.k, g.x + row * g.ldx, g.ldx,
+                          g.packed + (col / kPanelWidth) * panel_stride, panel_stride, c);
+                kern.epilogue(rows, cols, c, tile_cols, g.bias ? g.bias + col : nullptr, g.act,
+                              g.residual ? g.residual + row * g.ldr + col : nullptr, g.ldr,
+                              g.y + row * g.ldy + col, g.ldy);
+            }
+        }
+    }
+}
+
+}  // namespace
+
+void PackedLinear::forward(int64_t m, const float* x, int64_t ldx, float* y, int64_t ldy,
+                           Activation act, const float* residual, int64_t ldr,
+                           int num_threads) const
+{
+    const Impl& s = *impl_;
+    if (m <= 0 || s.n <= 0) return;
+    const GemmKernels& kern = gemm_kernels();
+    const GemmProblem g{m, s.n, s.k, x, ldx, y, ldy, act, residual, ldr, s.packed.get(),
+                        bias()};
+
+    const int64_t tile_cols = kPanelWidth * kern.tile_panels;
+    const int64_t col_tiles = (s.n + tile_cols - 1) / tile_cols;
+    const int64_t row_tiles = (m + kern.tile_rows - 1) / kern.tile_rows;
+    const int64_t flops = 2 * m * s.n * std::max<int64_t>(s.k, 1);
+    int64_t threads = std::min<int64_t>(resolve_threads(num_threads),
+                                        std::max<int64_t>(flops / kMinFlopsPerThread, 1));
+
+    // Many row tiles: split rows (each thread reads all of W once). Few: split columns.
+    const bool split_rows = row_tiles >= 4 * threads;
+    threads = std::min(threads, split_rows ? row_tiles : col_tiles);
+    if (threads <= 1) {
+        gemm_region(g, kern, 0, m, 0, col_tiles);
+        return;
+    }
+
+    // Contiguous, equal shares of whole tiles: which thread computes a tile never changes
+    // how it is computed.
+#pragma omp parallel for schedule(static, 1) num_threads(static_cast<int>(threads))
+    for (int64_t t = 0; t < threads; ++t) {
+        if (split_rows) {
+            const int64_t begin = row_tiles * t / threads * kern.tile_rows;
+            const int64_t end = std::min(m, row_tiles * (t + 1) / threads * kern.tile_rows);
+            gemm_region(g, kern, begin, end, 0, col_tiles);
+        } else {
+            gemm_region(g, kern, 0, m, col_tiles * t / threads, col_tiles * (t + 1) / threads);
+        }
+    }
+}
+
+}  // namespace padfree
