@@ -20,6 +20,7 @@ except ImportError as error:  # a bad PADFREE_ISA surfaces here with its own mes
 
 from ._attention import attention
 from ._dense import Linear, layer_norm, linear
+from ._encoder import Encoder, EncoderLayer
 from ._info import cpu_info
 from ._softmax import masked_softmax
 
@@ -29,6 +30,8 @@ __all__ = [
     "attention",
     "layer_norm",
     "linear",
+    "Encoder",
+    "EncoderLayer",
     "cpu_info",
     "masked_softmax",
 ]
