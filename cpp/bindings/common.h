@@ -20,6 +20,7 @@ void register_info(py::module_& m);
 void register_softmax(py::module_& m);
 void register_dense(py::module_& m);
 void register_attention(py::module_& m);
+void register_encoder(py::module_& m);
 
 // Element strides of the leading `ndim` dimensions of `a`, which must be whole elements.
 inline std::vector<int64_t> element_strides(const py::array& a, int ndim, const char* name)

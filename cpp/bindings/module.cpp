@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, m)
     padfree::bindings::register_softmax(m);
     padfree::bindings::register_dense(m);
     padfree::bindings::register_attention(m);
+    padfree::bindings::register_encoder(m);
 }
