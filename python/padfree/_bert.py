@@ -345,7 +345,8 @@ class BertModel:
         check_num_threads(num_threads)
         ids = self._check_ids(_as_int_array(input_ids, "input_ids").reshape(-1), "input_ids")
         cu = _as_int_array(cu_seqlens, "cu_seqlens")
-        if cu.ndim != 1 or cu.size < 1 or cu[0] != 0 or cu[-1] != ids.size or (np.diff(cu) < 0).any():
+        if (cu.ndim != 1 or cu.size < 1 or cu[0] != 0 or cu[-1] != ids.size
+                or (np.diff(cu) < 0).any()):
             raise ValueError(
                 f"cu_seqlens must be non-decreasing offsets from 0 to len(input_ids)={ids.size}, "
                 f"got {cu if cu.size < 10 else shape_str(cu.shape)}"
@@ -413,7 +414,8 @@ class BertModel:
         check_num_threads(num_threads)
         ids = _as_int_array(input_ids, "input_ids")
         if ids.ndim != 2:
-            raise ValueError(f"input_ids must have shape (batch, length), got {shape_str(ids.shape)}")
+            raise ValueError(
+                f"input_ids must have shape (batch, length), got {shape_str(ids.shape)}")
         keep = self._check_mask(attention_mask, ids.shape)
         rows, cols = np.nonzero(keep)  # row-major: packed by sequence, in position order
         packed_ids = self._check_ids(ids[rows, cols], "input_ids")
@@ -480,7 +482,8 @@ class BertModel:
         return types if limit else None
 
     def _too_long(self, length, name):
-        raise ValueError(f"{name} holds a sequence of {operator.index(length)} tokens but the model "
+        raise ValueError(f"{name} holds a sequence of {operator.index(length)} tokens but the "
+                         f"model "
                          f"accepts at most {self.config.max_length} (max_position_embeddings="
                          f"{self.config.max_position_embeddings}); truncate it")
 
