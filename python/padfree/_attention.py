@@ -88,9 +88,11 @@ def attention(
     masks = (keep, bias, bool(is_causal), window_left, window_right, threads)
 
     if positions is None:
-        # Suffix padding: the kernels read q, k and v in place and write every output row.
+        # Suffix padding: the kernels read q, k and v in place and write the valid rows of a
+        # zeroed output (calloc'ed, so pages that hold only padding are never touched).
         q, k, v = _same_layout_float32(q, k, v)
-        out = _core.attention_padded_f32(q, k, v, counts, scale, *masks)
+        out = np.zeros(q.shape, np.float32)
+        _core.attention_padded_f32(q, k, v, out, counts, scale, *masks)
     else:
         out = _attention_packed(q, k, v, valid, counts, positions, scale, masks)
     return out.astype(dtype, copy=False)
