@@ -20,7 +20,7 @@ namespace {
 constexpr int64_t kMinFlopsPerThread = int64_t(1) << 21;
 
 // Bytes of packed weights a column block may span, so it stays in L2 while every row tile
-// of the thread's rows passes over it.
+// of a work item passes over it.
 constexpr int64_t kColumnBlockBytes = int64_t(512) << 10;
 
 // Rows of one work item, in micro-tiles (64 rows with AVX-512): enough to reuse the
