@@ -253,3 +253,15 @@ def test_errors_name_the_argument():
         padfree.linear(x, w, num_threads=0)
     with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., 4\)"):
         padfree.linear(np.float32(1.0), w)
+
+
+def test_output_may_alias_residual_through_core(isa, rng):
+    # The encoder adds the residual in place: y may be the residual array (C++ contract).
+    w, b = random_layer(rng, 130, 67)
+    x = rng.standard_normal((45, 67)).astype(np.float32)
+    residual = rng.standard_normal((45, 130)).astype(np.float32)
+    layer = padfree.Linear(w, b, activation="gelu")
+    expected = layer(x, residual=residual)
+    inplace = residual.copy()
+    layer._layer.forward(x, inplace, inplace, 2, 2)
+    np.testing.assert_array_equal(inplace, expected)
