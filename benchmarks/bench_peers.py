@@ -289,7 +289,8 @@ def bench_peers(benchmark, workloads, sgemm_gflops, workload, system):
     info = benchmark.extra_info
     info.update(system=system, workload=workload, threads=THREADS,
                 valid_tokens=int(keep.sum()), padded_tokens=int(keep.size),
-                padding_ratio=round(1 - keep.sum() / keep.size, 3))
+                padding_ratio=round(1 - keep.sum() / keep.size, 3),
+                valid_gflop=round(work["flops"] / 1e9, 3))
 
     out = run()  # warm-up, and the agreement check against padfree
     if system != "padfree":

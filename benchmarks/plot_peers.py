@@ -1,5 +1,5 @@
-"""Plot bench_peers.py results: median time per workload and system, and time per valid
-token against the batch's padding ratio.
+"""Plot bench_peers.py results: median time per workload and system, and time per GFLOP of
+valid-token work against the batch's padding ratio.
 
     python -m pytest benchmarks/bench_peers.py --benchmark-only --benchmark-json=peers.json
     python benchmarks/plot_peers.py peers.json peers.png
@@ -30,6 +30,7 @@ def load(path):
             padding_ratio=info["padding_ratio"],
             valid_tokens=info["valid_tokens"],
             padded_tokens=info["padded_tokens"],
+            valid_gflop=info.get("valid_gflop"),
         )
     return rows
 
@@ -65,9 +66,10 @@ def plot(rows, output):
         xs = [j + i * width for j, w in enumerate(workloads) if (w, system) in rows]
         ys = [rows[w, system]["median_ms"] for w in workloads if (w, system) in rows]
         bars.bar(xs, ys, width, label=system)
+        # Time per GFLOP of valid-token work puts MiniLM and BERT-base on one scale.
         points = [(rows[w, system]["padding_ratio"],
-                   rows[w, system]["median_ms"] / rows[w, system]["valid_tokens"] * 1e3)
-                  for w in workloads if (w, system) in rows]
+                   rows[w, system]["median_ms"] / rows[w, system]["valid_gflop"])
+                  for w in workloads if (w, system) in rows and rows[w, system]["valid_gflop"]]
         scatter.scatter(*zip(*points), label=system, s=40)
     bars.set_xticks([j + 0.4 - width / 2 for j in range(len(workloads))], workloads)
     bars.set_yscale("log")
@@ -75,7 +77,7 @@ def plot(rows, output):
     bars.set_title("time per workload, 2 threads")
     bars.legend()
     scatter.set_xlabel("padding ratio of the batch")
-    scatter.set_ylabel("ms per 1000 valid tokens")
+    scatter.set_ylabel("ms per GFLOP of valid-token work")
     scatter.set_yscale("log")
     scatter.set_title("cost per valid token against padding")
     scatter.legend()
