@@ -275,7 +275,9 @@ def _check_scale(scale, head_dim):
     try:
         value = float(scale)
     except (TypeError, ValueError):
-        raise TypeError(f"scale must be a real number or None, got {type(scale).__name__}") from None
+        raise TypeError(
+            f"scale must be a real number or None, got {type(scale).__name__}"
+        ) from None
     if not math.isfinite(value):
         raise ValueError(f"scale must be finite, got {value}")
     return value
