@@ -44,3 +44,4 @@ def rng(request):
     """A fresh generator per test, seeded from the test's name so failures reproduce."""
     seed = abs(hash(request.node.nodeid)) % (2**32)
     return np.random.default_rng(seed)
+

@@ -649,3 +649,14 @@ def test_errors_leave_out_untouched():
     with pytest.raises(ValueError):
         padfree.masked_softmax(_scores(), lengths=[9, 9], out=out)
     assert (out == 5).all()
+
+
+def test_chunked_rows_with_odd_shapes(isa, rng):
+    # Several scheduling chunks whose boundaries fall inside the leading dimensions, and
+    # operands broadcast along different dimensions, walked together.
+    scores = rng.standard_normal((3, 7, 5, 150, 3)).astype(np.float32)
+    keep = rng.random((1, 7, 1, 150, 1)) < 0.7
+    lengths = rng.integers(0, 4, size=(3, 7, 1, 150))
+    for threads in (1, 2):
+        got = padfree.masked_softmax(scores, keep, lengths=lengths, num_threads=threads)
+        check_close(got, reference(scores, keep=keep, lengths=lengths), np.float32)

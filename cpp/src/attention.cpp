@@ -72,9 +72,47 @@ void attention_row_scalar(const AttentionTile& t, int64_t i, float* scores, floa
 
 const AttentionKernels kScalar{kScalarTile, kScalarKeyBlock, attention_tile_f32_scalar};
 #if defined(PADFREE_X86)
-const AttentionKernels kAvx2{16, 256, attention_tile_f32_avx2};
-const AttentionKernels kAvx512{32, 256, attention_tile_f32_avx512};
+const AttentionKernels kAvx2{kAvx2QueryTile, kAvx2KeyBlock, attention_tile_f32_avx2};
+const AttentionKernels kAvx512{kAvx512QueryTile, kAvx512KeyBlock, attention_tile_f32_avx512};
 #endif
+
+// Where the rows of each sequence live: packed along one token axis, or padded.
+struct Layout {
+    const float* q = nullptr;
+    const float* k = nullptr;
+    const float* v = nullptr;
+    float* out = nullptr;
+    int64_t ld = 0;
+    int64_t ld_out = 0;
+    int64_t head_dim = 0;
+    const PackedSequences* packed = nullptr;  // exactly one of packed and padded is set
+    const PaddedBatch* padded = nullptr;
+
+    int64_t batch() const { return packed ? packed->batch : padded->batch; }
+
+    int64_t length(int64_t b) const
+    {
+        return packed ? packed->cu_seqlens[b + 1] - packed->cu_seqlens[b] : padded->lengths[b];
+    }
+
+    // Offsets in floats of row 0 of sequence b at head h, in q/k/v and in out.
+    int64_t input_offset(int64_t b, int64_t h) const
+    {
+        if (packed) return packed->cu_seqlens[b] * ld + h * head_dim;
+        return b * padded->stride_batch + h * padded->stride_head;
+    }
+
+    int64_t output_offset(int64_t b, int64_t h) const
+    {
+        if (packed) return packed->cu_seqlens[b] * ld_out + h * head_dim;
+        return b * padded->out_stride_batch + h * padded->out_stride_head;
+    }
+
+    const int64_t* positions(int64_t b) const
+    {
+        return packed && packed->positions ? packed->positions + packed->cu_seqlens[b] : nullptr;
+    }
+};
 
 struct WorkItem {
     int64_t sequence;
@@ -84,18 +122,17 @@ struct WorkItem {
 
 // Every (sequence, head, query tile), longest sequences first so that the long items start
 // early and short ones fill the gaps at the end.
-std::vector<WorkItem> work_items(const PackedSequences& seqs, int64_t heads, int64_t tile)
+std::vector<WorkItem> work_items(const Layout& layout, int64_t heads, int64_t tile)
 {
-    const int64_t* cu = seqs.cu_seqlens;
-    std::vector<int64_t> order(static_cast<size_t>(seqs.batch));
+    std::vector<int64_t> order(static_cast<size_t>(layout.batch()));
     std::iota(order.begin(), order.end(), int64_t(0));
-    std::stable_sort(order.begin(), order.end(), [cu](int64_t a, int64_t b) {
-        return cu[a + 1] - cu[a] > cu[b + 1] - cu[b];
+    std::stable_sort(order.begin(), order.end(), [&layout](int64_t a, int64_t b) {
+        return layout.length(a) > layout.length(b);
     });
 
     std::vector<WorkItem> items;
     for (int64_t b : order) {
-        const int64_t length = cu[b + 1] - cu[b];
+        const int64_t length = layout.length(b);
         for (int64_t h = 0; h < heads; ++h) {
             for (int64_t q0 = 0; q0 < length; q0 += tile) items.push_back({b, h, q0});
         }
@@ -103,8 +140,8 @@ std::vector<WorkItem> work_items(const PackedSequences& seqs, int64_t heads, int
     return items;
 }
 
-// Keys [lo, hi) that causal and window let the query at packed index `query` see.
-// Positions inside a sequence increase, so the allowed positions map to a contiguous range.
+// Keys [lo, hi) that causal and window let the query at index `query` see. Positions
+// inside a sequence increase, so the allowed positions map to a contiguous range.
 void allowed_keys(const int64_t* positions, int64_t length, int64_t query,
                   const AttentionMask& mask, int32_t* lo, int32_t* hi)
 {
@@ -128,22 +165,11 @@ void allowed_keys(const int64_t* positions, int64_t length, int64_t query,
     *hi = static_cast<int32_t>(std::max(begin, end));
 }
 
-// Fills `tile` for one work item; `ints` holds 3 * query_tile entries for its arrays.
-void describe_tile(const WorkItem& item, const PackedSequences& seqs, int64_t head_dim,
-                   const float* q, const float* k, const float* v, int64_t ld, float* out,
-                   int64_t ld_out, const AttentionMask& mask, int64_t query_tile,
-                   int32_t* ints, AttentionTile& tile)
+// Per-row key ranges and attn_mask offsets of a tile; `ints` holds 3 * query_tile entries.
+void describe_rows(const WorkItem& item, int64_t length, const int64_t* positions,
+                   const AttentionMask& mask, int64_t query_tile, int32_t* ints,
+                   AttentionTile& tile)
 {
-    const int64_t start = seqs.cu_seqlens[item.sequence];
-    const int64_t length = seqs.cu_seqlens[item.sequence + 1] - start;
-    const int64_t* positions = seqs.positions ? seqs.positions + start : nullptr;
-    const int64_t column = item.head * head_dim;
-    tile.q = q + (start + item.first_query) * ld + column;
-    tile.k = k + start * ld + column;
-    tile.v = v + start * ld + column;
-    tile.out = out + (start + item.first_query) * ld_out + column;
-    tile.rows = std::min(query_tile, length - item.first_query);
-
     int32_t* lo = ints;
     int32_t* hi = ints + query_tile;
     int32_t* query_offset = ints + 2 * query_tile;
@@ -165,12 +191,74 @@ void describe_tile(const WorkItem& item, const PackedSequences& seqs, int64_t he
     if (tile.key_begin >= tile.key_end) tile.key_begin = tile.key_end = 0;
     tile.key_lo = lo;
     tile.key_hi = hi;
+    tile.query_offset = query_offset;
+    tile.key_position = positions;
+}
+
+void describe_tile(const WorkItem& item, const Layout& layout, float scale,
+                   const AttentionMask& mask, int64_t query_tile, int32_t* ints,
+                   AttentionTile& tile)
+{
+    const int64_t length = layout.length(item.sequence);
+    const int64_t input = layout.input_offset(item.sequence, item.head);
+    tile.q = layout.q + input + item.first_query * layout.ld;
+    tile.k = layout.k + input;
+    tile.v = layout.v + input;
+    tile.ld = layout.ld;
+    tile.out = layout.out + layout.output_offset(item.sequence, item.head) +
+               item.first_query * layout.ld_out;
+    tile.ld_out = layout.ld_out;
+    tile.rows = std::min(query_tile, length - item.first_query);
+    tile.head_dim = layout.head_dim;
+    tile.scale = scale;
+    describe_rows(item, length, layout.positions(item.sequence), mask, query_tile, ints, tile);
 
     const int64_t mask_offset = item.sequence * mask.stride_batch + item.head * mask.stride_head;
     tile.keep = mask.keep ? mask.keep + mask_offset : nullptr;
     tile.bias = mask.bias ? mask.bias + mask_offset : nullptr;
-    tile.query_offset = query_offset;
-    tile.key_position = positions;
+}
+
+// Rows [length, padded_length) of every (sequence, head) of a padded output become zeros.
+void zero_padding(const Layout& layout, int64_t heads)
+{
+    const int64_t count = layout.batch() * heads;
+#pragma omp for schedule(static)
+    for (int64_t w = 0; w < count; ++w) {
+        const int64_t b = w / heads;
+        float* out = layout.out + layout.output_offset(b, w % heads);
+        for (int64_t i = layout.length(b); i < layout.padded->padded_length; ++i) {
+            std::fill(out + i * layout.ld_out, out + i * layout.ld_out + layout.head_dim, 0.0f);
+        }
+    }
+}
+
+void run_attention(const Layout& layout, int64_t heads, float scale, const AttentionMask& mask,
+                   int num_threads)
+{
+    const AttentionKernels& kernels = attention_kernels(current_isa());
+    const int64_t query_tile = kernels.query_tile;
+    const std::vector<WorkItem> items = work_items(layout, heads, query_tile);
+    const auto count = static_cast<int64_t>(items.size());
+    const int threads = resolve_threads(num_threads);
+    const size_t scratch_floats = attention_scratch_floats(kernels, layout.head_dim) + 16;
+
+#pragma omp parallel num_threads(threads) if (count > 1)
+    {
+        // Per-thread scratch, 64-byte aligned for the vector kernels.
+        std::vector<float> scratch_buffer(scratch_floats);
+        float* scratch = scratch_buffer.data();
+        scratch += (16 - (reinterpret_cast<uintptr_t>(scratch) / sizeof(float)) % 16) % 16;
+        std::vector<int32_t> ints(static_cast<size_t>(3 * query_tile));
+
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int64_t w = 0; w < count; ++w) {
+            AttentionTile tile;
+            describe_tile(items[static_cast<size_t>(w)], layout, scale, mask, query_tile,
+                          ints.data(), tile);
+            kernels.tile_f32(tile, scratch);
+        }
+        if (layout.padded && layout.padded->padded_length > 0) zero_padding(layout, heads);
+    }
 }
 
 }  // namespace
@@ -202,33 +290,32 @@ void attention_packed_f32(const PackedSequences& seqs, int64_t heads, int64_t he
                           float* out, int64_t ld_out, float scale, const AttentionMask& mask,
                           int num_threads)
 {
-    const AttentionKernels& kernels = attention_kernels(current_isa());
-    const int64_t query_tile = kernels.query_tile;
-    const std::vector<WorkItem> items = work_items(seqs, heads, query_tile);
-    const auto count = static_cast<int64_t>(items.size());
-    const int threads = resolve_threads(num_threads);
-    const size_t scratch_floats = attention_scratch_floats(kernels, head_dim) + 16;
+    Layout layout;
+    layout.q = q;
+    layout.k = k;
+    layout.v = v;
+    layout.out = out;
+    layout.ld = ld;
+    layout.ld_out = ld_out;
+    layout.head_dim = head_dim;
+    layout.packed = &seqs;
+    run_attention(layout, heads, scale, mask, num_threads);
+}
 
-#pragma omp parallel num_threads(threads) if (count > 1)
-    {
-        // Per-thread scratch, 64-byte aligned for the vector kernels.
-        std::vector<float> scratch_buffer(scratch_floats);
-        float* scratch = scratch_buffer.data();
-        scratch += (16 - (reinterpret_cast<uintptr_t>(scratch) / sizeof(float)) % 16) % 16;
-        std::vector<int32_t> ints(static_cast<size_t>(3 * query_tile));
-
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t w = 0; w < count; ++w) {
-            AttentionTile tile;
-            tile.ld = ld;
-            tile.ld_out = ld_out;
-            tile.head_dim = head_dim;
-            tile.scale = scale;
-            describe_tile(items[static_cast<size_t>(w)], seqs, head_dim, q, k, v, ld, out,
-                          ld_out, mask, query_tile, ints.data(), tile);
-            kernels.tile_f32(tile, scratch);
-        }
-    }
+void attention_padded_f32(const PaddedBatch& batch, int64_t heads, int64_t head_dim,
+                          const float* q, const float* k, const float* v, float* out,
+                          float scale, const AttentionMask& mask, int num_threads)
+{
+    Layout layout;
+    layout.q = q;
+    layout.k = k;
+    layout.v = v;
+    layout.out = out;
+    layout.ld = batch.ld;
+    layout.ld_out = batch.ld_out;
+    layout.head_dim = head_dim;
+    layout.padded = &batch;
+    run_attention(layout, heads, scale, mask, num_threads);
 }
 
 }  // namespace padfree

@@ -14,8 +14,10 @@ namespace {
 using avx2::exp_ps;
 using avx2::tail_mask;
 
-constexpr int64_t kTile = 16;
-constexpr int64_t kKeyBlock = 256;
+constexpr int64_t kTile = kAvx2QueryTile;  // two vectors of queries
+constexpr int64_t kKeyBlock = kAvx2KeyBlock;
+constexpr int kKeyGroup = 6;  // keys per score micro-kernel call
+constexpr int64_t kPrefetchRows = 8;
 
 struct Scratch {
     float* query_t;  // head_dim x kTile, scaled
@@ -38,48 +40,104 @@ Scratch carve(float* scratch, int64_t head_dim)
     return s;
 }
 
-// query_t[d][i] = scale * q[i][d]; lanes past the tile's rows are zero.
-void transpose_query(const AttentionTile& t, float* query_t)
+// In-register transpose of an 8x8 block of floats (row r becomes column r).
+inline void transpose8(__m256 r[8])
 {
-    for (int64_t d = 0; d < t.head_dim; ++d) {
-        float* column = query_t + d * kTile;
-        for (int64_t i = 0; i < t.rows; ++i) column[i] = t.scale * t.q[i * t.ld + d];
-        for (int64_t i = t.rows; i < kTile; ++i) column[i] = 0.0f;
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    const __m256 t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    const __m256 t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    const __m256 t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    const __m256 t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44);
+    const __m256 s1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44);
+    const __m256 s3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44);
+    const __m256 s5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44);
+    const __m256 s7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// query_t[d][i] = scale * q[i][d] for the first `lanes` queries (8 or 16), in 8x8 blocks;
+// queries past the tile's rows are zero.
+void transpose_query(const AttentionTile& t, int64_t lanes, float* query_t)
+{
+    const __m256 scale = _mm256_set1_ps(t.scale);
+    for (int64_t i0 = 0; i0 < lanes; i0 += 8) {
+        for (int64_t d0 = 0; d0 < t.head_dim; d0 += 8) {
+            const int64_t width = std::min<int64_t>(8, t.head_dim - d0);
+            const __m256i columns = tail_mask(width);
+            __m256 block[8];
+            for (int r = 0; r < 8; ++r) {
+                const bool real = i0 + r < t.rows;
+                block[r] = real ? _mm256_maskload_ps(t.q + (i0 + r) * t.ld + d0, columns)
+                                : _mm256_setzero_ps();
+            }
+            transpose8(block);
+            for (int64_t c = 0; c < width; ++c) {
+                _mm256_store_ps(query_t + (d0 + c) * kTile + i0, _mm256_mul_ps(block[c], scale));
+            }
+        }
     }
 }
 
 // scores[r][*] = query_t · key r, for KR keys and NV vectors of queries.
 template <int NV, int KR>
-inline void score_keys(const float* query_t, const float* key, int64_t ld, int64_t head_dim,
+inline void score_keys(const float* query_t, const float* const* key, int64_t head_dim,
                        float* scores)
 {
     __m256 acc[KR][NV];
+#pragma GCC unroll 8
     for (int r = 0; r < KR; ++r)
+#pragma GCC unroll 8
         for (int c = 0; c < NV; ++c) acc[r][c] = _mm256_setzero_ps();
 
     for (int64_t d = 0; d < head_dim; ++d) {
         __m256 query[NV];
+#pragma GCC unroll 8
         for (int c = 0; c < NV; ++c) query[c] = _mm256_load_ps(query_t + d * kTile + 8 * c);
+#pragma GCC unroll 8
         for (int r = 0; r < KR; ++r) {
-            const __m256 k = _mm256_broadcast_ss(key + r * ld + d);
+            const __m256 k = _mm256_broadcast_ss(key[r] + d);
+#pragma GCC unroll 8
             for (int c = 0; c < NV; ++c) acc[r][c] = _mm256_fmadd_ps(query[c], k, acc[r][c]);
         }
     }
 
+#pragma GCC unroll 8
     for (int r = 0; r < KR; ++r)
+#pragma GCC unroll 8
         for (int c = 0; c < NV; ++c) _mm256_store_ps(scores + r * kTile + 8 * c, acc[r][c]);
 }
 
+// Scores of `count` keys in groups of kKeyGroup. The last group repeats the final key in
+// its unused rows, whose scores land in scratch rows past `count` that are never read:
+// one full-width group is much faster than several latency-bound single keys.
 template <int NV>
 void score_block(const float* query_t, const float* key, int64_t ld, int64_t head_dim,
                  int64_t count, float* scores)
 {
-    int64_t j = 0;
-    for (; j + 6 <= count; j += 6) {
-        score_keys<NV, 6>(query_t, key + j * ld, ld, head_dim, scores + j * kTile);
-    }
-    for (; j < count; ++j) {
-        score_keys<NV, 1>(query_t, key + j * ld, ld, head_dim, scores + j * kTile);
+    for (int64_t j = 0; j < count; j += kKeyGroup) {
+        const float* rows[kKeyGroup];
+        for (int r = 0; r < kKeyGroup; ++r) {
+            rows[r] = key + std::min<int64_t>(j + r, count - 1) * ld;
+            for (int64_t d = 0; d < head_dim; d += 16) {
+                _mm_prefetch(reinterpret_cast<const char*>(rows[r] + kKeyGroup * ld + d),
+                             _MM_HINT_T0);
+            }
+        }
+        score_keys<NV, kKeyGroup>(query_t, rows, head_dim, scores + j * kTile);
     }
 }
 
@@ -153,29 +211,41 @@ void softmax_block(const AttentionTile& t, int64_t lane0, int64_t k0, int64_t co
     _mm256_store_ps(s.alpha + lane0, alpha);
 }
 
-// out rows (RQ of them) = alpha * out + P·V (+ then * post), for DV vectors of head_dim
-// from column d0; the last vector is cut by `last`.
+// out rows (the first `active` of RQ) = alpha * out + P·V, then times post, for DV vectors
+// of head_dim; the last vector is cut by `last`. Rows past `active` read probabilities of
+// unused lanes and are computed but never stored.
 template <int RQ, int DV>
 inline void pv_rows(const float* p, int64_t count, const float* v, int64_t ld, float* out,
-                    int64_t ld_out, __m256i last, const float* alpha, const float* post)
+                    int64_t ld_out, __m256i last, const float* alpha, const float* post,
+                    int64_t active)
 {
     const __m256i all = _mm256_set1_epi32(-1);
     __m256 acc[RQ][DV];
+#pragma GCC unroll 8
     for (int r = 0; r < RQ; ++r)
+#pragma GCC unroll 8
         for (int c = 0; c < DV; ++c) acc[r][c] = _mm256_setzero_ps();
 
     for (int64_t j = 0; j < count; ++j) {
+        const float* row = v + j * ld;
+        _mm_prefetch(reinterpret_cast<const char*>(row + kPrefetchRows * ld), _MM_HINT_T0);
         __m256 value[DV];
+#pragma GCC unroll 8
         for (int c = 0; c < DV; ++c) {
-            value[c] = _mm256_maskload_ps(v + j * ld + 8 * c, c == DV - 1 ? last : all);
+            value[c] = _mm256_maskload_ps(row + 8 * c, c == DV - 1 ? last : all);
         }
+#pragma GCC unroll 8
         for (int r = 0; r < RQ; ++r) {
             const __m256 weight = _mm256_broadcast_ss(p + j * kTile + r);
+#pragma GCC unroll 8
             for (int c = 0; c < DV; ++c) acc[r][c] = _mm256_fmadd_ps(weight, value[c], acc[r][c]);
         }
     }
 
+#pragma GCC unroll 8
     for (int r = 0; r < RQ; ++r) {
+        if (r >= active) break;
+#pragma GCC unroll 8
         for (int c = 0; c < DV; ++c) {
             const __m256i lanes = c == DV - 1 ? last : all;
             float* target = out + r * ld_out + 8 * c;
@@ -190,20 +260,17 @@ inline void pv_rows(const float* p, int64_t count, const float* v, int64_t ld, f
     }
 }
 
+// Row groups of 6 (8 for one vector); a group may reach past the tile's rows, never past
+// the rounded-up scratch row of probabilities (kTile + 6 floats stay inside scratch).
 template <int DV>
 void pv_columns(const AttentionTile& t, const float* p, int64_t count, const float* v,
                 int64_t d0, __m256i last, const float* alpha, const float* post)
 {
     constexpr int kRows = DV == 2 ? 6 : 8;
-    float* out = t.out + d0;
-    int64_t i = 0;
-    for (; i + kRows <= t.rows; i += kRows) {
-        pv_rows<kRows, DV>(p + i, count, v + d0, t.ld, out + i * t.ld_out, t.ld_out, last,
-                           alpha ? alpha + i : nullptr, post ? post + i : nullptr);
-    }
-    for (; i < t.rows; ++i) {
-        pv_rows<1, DV>(p + i, count, v + d0, t.ld, out + i * t.ld_out, t.ld_out, last,
-                       alpha ? alpha + i : nullptr, post ? post + i : nullptr);
+    for (int64_t i = 0; i < t.rows; i += kRows) {
+        pv_rows<kRows, DV>(p + i, count, v + d0, t.ld, t.out + i * t.ld_out + d0, t.ld_out,
+                           last, alpha ? alpha + i : nullptr, post ? post + i : nullptr,
+                           t.rows - i);
     }
 }
 
@@ -240,7 +307,7 @@ void attention_tile_f32_avx2(const AttentionTile& t, float* scratch)
     }
     const Scratch s = carve(scratch, t.head_dim);
     const int vectors = t.rows > 8 ? 2 : 1;
-    transpose_query(t, s.query_t);
+    transpose_query(t, 8 * vectors, s.query_t);
     for (int64_t i = 0; i < kTile; ++i) {
         s.row_max[i] = -INFINITY;
         s.row_sum[i] = 0.0f;

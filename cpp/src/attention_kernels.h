@@ -40,6 +40,13 @@ struct AttentionTile {
     const int64_t* key_position = nullptr;
 };
 
+// Tile sizes of the vector kernels. Key blocks are multiples of the kernels' key groups
+// (8 keys for AVX-512, 6 for AVX2) so that a rounded-up last group stays inside scratch.
+inline constexpr int64_t kAvx512QueryTile = 32;
+inline constexpr int64_t kAvx512KeyBlock = 256;
+inline constexpr int64_t kAvx2QueryTile = 16;
+inline constexpr int64_t kAvx2KeyBlock = 240;
+
 using attention_tile_f32_fn = void (*)(const AttentionTile& tile, float* scratch);
 
 struct AttentionKernels {

@@ -48,26 +48,30 @@ static inline __m256 scale_by_pow2(__m256 p, __m256 n)
     return _mm256_mul_ps(_mm256_mul_ps(p, two_a), two_b);
 }
 
-// e^x for float32, the same reduction, polynomial and clamping as the AVX-512 version (see
-// there for the error bound), with 2^n applied by scale_by_pow2 instead of vscalefps.
-// -inf gives 0, +inf and x > 88.72 give +inf, NaN gives NaN.
-static inline __m256 exp_ps(__m256 x)
+// e^x for float32, x <= 88.8 or NaN: the same reduction, polynomial and clamping as
+// avx512::exp_le88_ps (see there), with 2^n applied by scale_by_pow2 instead of vscalefps.
+static inline __m256 exp_le88_ps(__m256 x)
 {
     x = _mm256_max_ps(_mm256_set1_ps(-104.0f), x);  // NaN is the second operand: kept
-    x = _mm256_min_ps(_mm256_set1_ps(88.8f), x);
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    __m256 p = _mm256_set1_ps(1.38689414e-3f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.36872686e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.16674726e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.66665211e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.99999970e-1f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     return scale_by_pow2(p, n);
+}
+
+// e^x for every float32; error below 1 ulp where the result is a normal float32.
+// -inf gives 0, +inf and x > 88.72 give +inf, NaN gives NaN.
+static inline __m256 exp_ps(__m256 x)
+{
+    return exp_le88_ps(_mm256_min_ps(_mm256_set1_ps(88.8f), x));  // NaN stays NaN
 }
 
 }  // namespace padfree::avx2

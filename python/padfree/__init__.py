@@ -19,14 +19,18 @@ except ImportError as error:  # a bad PADFREE_ISA surfaces here with its own mes
     raise ImportError(f"padfree could not load its C++ core: {error}") from error
 
 from ._attention import attention
+from ._bert import BertModel
 from ._dense import Linear, layer_norm, linear
 from ._encoder import Encoder, EncoderLayer
 from ._info import cpu_info
+from ._sentence import SentenceEncoder
 from ._softmax import masked_softmax
 
 __all__ = [
     "__version__",
+    "BertModel",
     "Linear",
+    "SentenceEncoder",
     "attention",
     "layer_norm",
     "linear",

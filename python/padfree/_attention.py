@@ -72,6 +72,7 @@ def attention(
         ((2, 4, 6, 8), True)
     """
     q, k, v = _check_qkv(q, k, v)
+    dtype = q.dtype
     batch, heads, length, head_dim = q.shape
     valid, counts, positions = _valid_positions(lengths, key_padding_mask, batch, length)
     keep, bias = _mask_views(attn_mask, batch, heads, length)
@@ -81,12 +82,37 @@ def attention(
     scale = _check_scale(scale, head_dim)
     threads = check_num_threads(num_threads)
 
-    out = np.zeros(q.shape, q.dtype)
     tokens = int(counts.sum())
     if tokens == 0 or heads * head_dim == 0:
-        return out
+        return np.zeros(q.shape, q.dtype)
+    masks = (keep, bias, bool(is_causal), window_left, window_right, threads)
 
-    width = heads * head_dim
+    if positions is None:
+        # Suffix padding: the kernels read q, k and v in place and write the valid rows of a
+        # zeroed output (calloc'ed, so pages that hold only padding are never touched).
+        q, k, v = _same_layout_float32(q, k, v)
+        out = np.zeros(q.shape, np.float32)
+        _core.attention_padded_f32(q, k, v, out, counts, scale, *masks)
+    else:
+        out = _attention_packed(q, k, v, valid, counts, positions, scale, masks)
+    return out.astype(dtype, copy=False)
+
+
+def _same_layout_float32(q, k, v):
+    """q, k, v as float32 with one set of strides and a contiguous last axis."""
+    arrays = [a.astype(np.float32, copy=False) for a in (q, k, v)]
+    strides = arrays[0].strides
+    if any(a.strides != strides or not a.flags.aligned for a in arrays) or (
+        arrays[0].shape[3] > 1 and strides[3] != 4
+    ):
+        arrays = [np.ascontiguousarray(a) for a in arrays]
+    return arrays
+
+
+def _attention_packed(q, k, v, valid, counts, positions, scale, masks):
+    """Holes in the padding: gather the valid tokens into one (T, 3 * H * Dh) array."""
+    batch, heads, length, head_dim = q.shape
+    tokens, width = int(counts.sum()), heads * head_dim
     packed = np.empty((tokens, 3, heads, head_dim), np.float32)
     for index, source in enumerate((q, k, v)):
         packed[:, index] = source.transpose(0, 2, 1, 3)[valid]
@@ -103,13 +129,9 @@ def attention(
         heads,
         head_dim,
         scale,
-        keep,
-        bias,
-        bool(is_causal),
-        window_left,
-        window_right,
-        threads,
+        *masks,
     )
+    out = np.zeros((batch, heads, length, head_dim), np.float32)
     out.transpose(0, 2, 1, 3)[valid] = result.reshape(tokens, heads, head_dim)
     return out
 

@@ -110,7 +110,8 @@ def _parse_header(raw: bytes, data_size: int, where: str):
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise SafetensorsError(f"{where}: header is not valid UTF-8 JSON ({error})") from None
     if not isinstance(header, dict):
-        raise SafetensorsError(f"{where}: header must be a JSON object, got {type(header).__name__}")
+        raise SafetensorsError(
+            f"{where}: header must be a JSON object, got {type(header).__name__}")
     metadata = header.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
@@ -170,9 +171,9 @@ class SafetensorsFile(Mapping):
         data_size = file_size - self._data_start
         self._entries, self.metadata = _parse_header(raw, data_size, where)
         # An empty data region cannot be memory-mapped; such a file only holds empty tensors.
-        self._map = (
-            np.memmap(self.path, dtype=np.uint8, mode="r") if data_size > 0 else np.empty(0, np.uint8)
-        )
+        self._map = np.empty(0, np.uint8)
+        if data_size > 0:
+            self._map = np.memmap(self.path, dtype=np.uint8, mode="r")
 
     def __getitem__(self, name) -> np.ndarray:
         try:

@@ -46,4 +46,27 @@ void attention_packed_f32(const PackedSequences& seqs, int64_t heads, int64_t he
                           float* out, int64_t ld_out, float scale, const AttentionMask& mask,
                           int num_threads);
 
+// The same computation read in place from a padded layout: sequence b is the prefix of
+// lengths[b] positions, and element [b, h, i, d] of q, k and v (one shared set of strides,
+// in floats) sits at b * stride_batch + h * stride_head + i * ld + d; out likewise with
+// its own strides. Rows i in [lengths[b], padded_length) of out are written as zeros
+// (padded_length = 0 leaves them untouched, for an output that is already zero). Masks use
+// position i. This is what padfree.attention uses for (B, H, L, Dh) arrays
+// whose padding is a suffix, so that nothing is packed or copied.
+struct PaddedBatch {
+    int64_t batch = 0;
+    int64_t padded_length = 0;
+    const int64_t* lengths = nullptr;
+    int64_t stride_batch = 0;
+    int64_t stride_head = 0;
+    int64_t ld = 0;
+    int64_t out_stride_batch = 0;
+    int64_t out_stride_head = 0;
+    int64_t ld_out = 0;
+};
+
+void attention_padded_f32(const PaddedBatch& layout, int64_t heads, int64_t head_dim,
+                          const float* q, const float* k, const float* v, float* out,
+                          float scale, const AttentionMask& mask, int num_threads);
+
 }  // namespace padfree

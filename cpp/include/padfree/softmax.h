@@ -39,7 +39,8 @@ struct StridedRows {
 };
 
 // Drivers: rows in parallel, each row computed with a fixed reduction order so results do
-// not depend on the thread count. `lengths` (may be null) gives `valid` per row.
+// not depend on the thread count. `lengths` (may be null) gives `valid` per row. x and y
+// may be the same view (in place); no other operand may overlap y.
 void masked_softmax_f32(const RowLayout& rows, int64_t n, StridedRows<const float> x,
                         StridedRows<float> y, StridedRows<const int64_t> lengths,
                         StridedRows<const uint8_t> keep, StridedRows<const float> bias,
