@@ -166,7 +166,8 @@ def random_checkpoint(rng, model_type="bert", *, hidden=32, heads=4, layers=2, f
             weights[name + ".weight"] = 1 + normal(hidden, scale=0.1)
             weights[name + ".bias"] = normal(hidden, scale=0.1)
     if pooler and not distil:
-        weights[prefix + "pooler.dense.weight"] = normal(hidden, hidden, scale=1 / math.sqrt(hidden))
+        weights[prefix + "pooler.dense.weight"] = normal(hidden, hidden,
+                                                         scale=1 / math.sqrt(hidden))
         weights[prefix + "pooler.dense.bias"] = normal(hidden, scale=0.1)
     return config, weights
 

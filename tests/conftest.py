@@ -45,10 +45,3 @@ def rng(request):
     seed = abs(hash(request.node.nodeid)) % (2**32)
     return np.random.default_rng(seed)
 
-
-# Until padfree.Encoder is in this build, the BERT tests run on the
-# float64 reference in tests/_bert_reference.py (never used by the package itself).
-if not hasattr(padfree, "Encoder"):
-    import _bert_reference
-
-    padfree.Encoder = _bert_reference.ReferenceEncoder

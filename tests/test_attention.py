@@ -300,6 +300,19 @@ def test_thread_count_does_not_change_bits(isa, rng):
     np.testing.assert_array_equal(one, two)
 
 
+def test_padded_kernel_can_zero_the_padding(isa, rng):
+    # padfree.attention hands the kernel a zeroed output; C++ callers may ask for the zeros.
+    from padfree import _core
+
+    q, k, v = make_qkv(rng, 3, 2, 10, 16)
+    lengths = np.array([10, 4, 0], np.int64)
+    expected = padfree.attention(q, k, v, lengths=lengths)
+    out = np.full(q.shape, np.nan, np.float32)
+    _core.attention_padded_f32(q, k, v, out, lengths, 0.25, None, None, False, -1, -1, 2,
+                               zero_padding=True)
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_float64_in_float64_out(rng):
     q, k, v = make_qkv(rng, 2, 2, 12, 8, dtype=np.float64)
     out = padfree.attention(q, k, v, lengths=[12, 6], scale=0.3)

@@ -88,6 +88,7 @@ def test_golden_pretokenized(minilm):
     np.testing.assert_array_equal(minilm.encode(input_ids=ragged, batch_size=4), got)
 
 
+@pytest.mark.slow
 @needs_minilm
 def test_float64_error_bound(minilm):
     """Measured: max abs error of padfree's float32 forward vs a float64 reference of the

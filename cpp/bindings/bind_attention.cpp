@@ -38,9 +38,11 @@ const T* mask_view(const std::optional<py::array>& mask, AttentionMask& view, co
     return static_cast<const T*>(mask->data());
 }
 
+using Int64Array = py::array_t<int64_t, py::array::c_style>;
+
 py::array_t<float> run_attention(const py::array& q, const py::array& k, const py::array& v,
-                                 const py::array_t<int64_t, py::array::c_style>& cu_seqlens,
-                                 const std::optional<py::array_t<int64_t, py::array::c_style>>& positions,
+                                 const Int64Array& cu_seqlens,
+                                 const std::optional<Int64Array>& positions,
                                  int64_t heads, int64_t head_dim, float scale,
                                  const std::optional<py::array>& keep,
                                  const std::optional<py::array>& bias, bool causal,
@@ -96,11 +98,14 @@ std::vector<int64_t> padded_strides(const py::array& a, const std::vector<int64_
     return element_strides(a, 3, name);
 }
 
-py::array_t<float> run_padded(const py::array& q, const py::array& k, const py::array& v,
-                              const py::array_t<int64_t, py::array::c_style>& lengths,
-                              float scale, const std::optional<py::array>& keep,
-                              const std::optional<py::array>& bias, bool causal,
-                              int64_t window_left, int64_t window_right, int num_threads)
+// Writes the valid rows of `out`, a C-contiguous (B, H, L, Dh) float32 array, and its
+// padding rows only if zero_padding (padfree.attention passes a zeroed array instead, so
+// pages holding only padding are never touched).
+void run_padded(const py::array& q, const py::array& k, const py::array& v, py::array& out,
+                const py::array_t<int64_t, py::array::c_style>& lengths,
+                float scale, const std::optional<py::array>& keep,
+                const std::optional<py::array>& bias, bool causal,
+                int64_t window_left, int64_t window_right, int num_threads, bool zero_padding)
 {
     if (q.ndim() != 4) throw std::invalid_argument("q: need (B, H, L, Dh)");
     const std::vector<int64_t> shape(q.shape(), q.shape() + 4);
@@ -108,13 +113,18 @@ py::array_t<float> run_padded(const py::array& q, const py::array& k, const py::
     if (padded_strides(k, shape, "k") != strides || padded_strides(v, shape, "v") != strides) {
         throw std::invalid_argument("q, k and v must share one set of strides");
     }
+    const std::vector<int64_t> out_strides = padded_strides(out, shape, "out");
+    if (!out.writeable() || out_strides[2] != shape[3] || out_strides[1] != shape[2] * shape[3] ||
+        out_strides[0] != shape[1] * shape[2] * shape[3]) {
+        throw std::invalid_argument("out: need a writeable C-contiguous array");
+    }
     if (lengths.ndim() != 1 || lengths.shape(0) != shape[0]) {
         throw std::invalid_argument("lengths: need one entry per sequence");
     }
 
     PaddedBatch batch;
     batch.batch = shape[0];
-    batch.padded_length = shape[2];
+    batch.padded_length = zero_padding ? shape[2] : 0;
     batch.lengths = lengths.data();
     batch.stride_batch = strides[0];
     batch.stride_head = strides[1];
@@ -129,17 +139,13 @@ py::array_t<float> run_padded(const py::array& q, const py::array& k, const py::
     mask.window_left = window_left;
     mask.window_right = window_right;
 
-    py::array_t<float> out(shape);
     const auto* q_data = static_cast<const float*>(q.data());
     const auto* k_data = static_cast<const float*>(k.data());
     const auto* v_data = static_cast<const float*>(v.data());
-    float* out_data = out.mutable_data();
-    {
-        py::gil_scoped_release release;
-        attention_padded_f32(batch, shape[1], shape[3], q_data, k_data, v_data, out_data, scale,
-                             mask, num_threads);
-    }
-    return out;
+    auto* out_data = static_cast<float*>(out.mutable_data());
+    py::gil_scoped_release release;
+    attention_padded_f32(batch, shape[1], shape[3], q_data, k_data, v_data, out_data, scale,
+                         mask, num_threads);
 }
 
 }  // namespace
@@ -152,9 +158,9 @@ void register_attention(py::module_& m)
           py::arg("window_left"), py::arg("window_right"), py::arg("num_threads"),
           "Attention over packed tokens (rows of q, k, v); see padfree.attention.");
     m.def("attention_padded_f32", &run_padded, py::arg("q"), py::arg("k"), py::arg("v"),
-          py::arg("lengths"), py::arg("scale"), py::arg("keep"), py::arg("bias"),
+          py::arg("out"), py::arg("lengths"), py::arg("scale"), py::arg("keep"), py::arg("bias"),
           py::arg("causal"), py::arg("window_left"), py::arg("window_right"),
-          py::arg("num_threads"),
+          py::arg("num_threads"), py::arg("zero_padding") = false,
           "Attention read in place from padded (B, H, L, Dh) arrays whose padding is a suffix.");
 }
 

@@ -257,7 +257,7 @@ void run_attention(const Layout& layout, int64_t heads, float scale, const Atten
                           ints.data(), tile);
             kernels.tile_f32(tile, scratch);
         }
-        if (layout.padded) zero_padding(layout, heads);
+        if (layout.padded && layout.padded->padded_length > 0) zero_padding(layout, heads);
     }
 }
 

@@ -23,6 +23,13 @@ constexpr int64_t kMinFlopsPerThread = int64_t(1) << 21;
 // of the thread's rows passes over it.
 constexpr int64_t kColumnBlockBytes = int64_t(512) << 10;
 
+// Rows of one work item, in micro-tiles (64 rows with AVX-512): enough to reuse the
+// item's weights from L2, few enough to balance threads.
+constexpr int64_t kRowChunkTiles = 8;
+
+// With several threads, aim for at least this many work items per thread.
+constexpr int64_t kItemsPerThread = 4;
+
 constexpr int kScalarTileRows = 4;
 
 struct AlignedFree {
@@ -175,34 +182,60 @@ struct GemmProblem {
     const float* bias;
 };
 
-// Rows [row_begin, row_end) times column tiles [tile_begin, tile_end) of one thread.
-// Column tiles are taken in blocks whose packed weights fit in L2; inside a block every
-// row tile sweeps all its column tiles, so the row tile's x stays in L1.
-void gemm_region(const GemmProblem& g, const GemmKernels& kern, int64_t row_begin,
-                 int64_t row_end, int64_t tile_begin, int64_t tile_end)
+// Rows [row_begin, row_end) times column tiles [tile_begin, tile_end): one work item.
+// Every row tile sweeps the item's column tiles, so its x rows stay in L1 while the item's
+// packed weights (at most kColumnBlockBytes) stay in L2.
+void gemm_item(const GemmProblem& g, const GemmKernels& kern, int64_t row_begin,
+               int64_t row_end, int64_t tile_begin, int64_t tile_end)
 {
     const int tile_cols = kPanelWidth * kern.tile_panels;
     const int64_t panel_stride = kPanelWidth * g.k;
-    const int64_t tile_bytes = std::max<int64_t>(panel_stride * kern.tile_panels * 4, 1);
-    const int64_t block_tiles = std::max<int64_t>(kColumnBlockBytes / tile_bytes, 1);
     alignas(64) float c[16 * 64];
 
-    for (int64_t block = tile_begin; block < tile_end; block += block_tiles) {
-        const int64_t block_end = std::min(block + block_tiles, tile_end);
-        for (int64_t row = row_begin; row < row_end; row += kern.tile_rows) {
-            const int rows = static_cast<int>(std::min<int64_t>(kern.tile_rows, row_end - row));
-            for (int64_t tile = block; tile < block_end; ++tile) {
-                const int64_t col = tile * tile_cols;
-                const int cols = static_cast<int>(std::min<int64_t>(tile_cols, g.n - col));
-                const int panels = (cols + kPanelWidth - 1) / kPanelWidth;
-                kern.tile(rows, panels, g.k, g.x + row * g.ldx, g.ldx,
-                          g.packed + (col / kPanelWidth) * panel_stride, panel_stride, c);
-                kern.epilogue(rows, cols, c, tile_cols, g.bias ? g.bias + col : nullptr, g.act,
-                              g.residual ? g.residual + row * g.ldr + col : nullptr, g.ldr,
-                              g.y + row * g.ldy + col, g.ldy);
-            }
+    for (int64_t row = row_begin; row < row_end; row += kern.tile_rows) {
+        const int rows = static_cast<int>(std::min<int64_t>(kern.tile_rows, row_end - row));
+        for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
+            const int64_t col = tile * tile_cols;
+            const int cols = static_cast<int>(std::min<int64_t>(tile_cols, g.n - col));
+            const int panels = (cols + kPanelWidth - 1) / kPanelWidth;
+            kern.tile(rows, panels, g.k, g.x + row * g.ldx, g.ldx,
+                      g.packed + (col / kPanelWidth) * panel_stride, panel_stride, c);
+            kern.epilogue(rows, cols, c, tile_cols, g.bias ? g.bias + col : nullptr, g.act,
+                          g.residual ? g.residual + row * g.ldr + col : nullptr, g.ldr,
+                          g.y + row * g.ldy + col, g.ldy);
         }
     }
+}
+
+// How the output is cut into work items: row chunks times column blocks.
+struct ItemGrid {
+    int64_t chunk_rows;
+    int64_t row_chunks;
+    int64_t block_tiles;
+    int64_t col_blocks;
+    int64_t count() const { return row_chunks * col_blocks; }
+};
+
+// Column blocks are sized for L2 and, when there are few row chunks, cut finer so every
+// thread gets several items: items are handed out dynamically, so a thread slowed by
+// another process on its core does not hold the others up.
+ItemGrid item_grid(int64_t m, int64_t k, int64_t col_tiles, const GemmKernels& kern,
+                   int64_t threads)
+{
+    ItemGrid grid{};
+    const int64_t row_tiles = (m + kern.tile_rows - 1) / kern.tile_rows;
+    const int64_t chunk_tiles = std::min<int64_t>(row_tiles, kRowChunkTiles);
+    grid.chunk_rows = chunk_tiles * kern.tile_rows;
+    grid.row_chunks = (row_tiles + chunk_tiles - 1) / chunk_tiles;
+
+    const int64_t tile_bytes = std::max<int64_t>(kPanelWidth * kern.tile_panels * k * 4, 1);
+    const int64_t l2_tiles = std::max<int64_t>(kColumnBlockBytes / tile_bytes, 1);
+    const int64_t wanted_blocks =
+        threads > 1 ? (kItemsPerThread * threads + grid.row_chunks - 1) / grid.row_chunks : 1;
+    const int64_t even_tiles = (col_tiles + wanted_blocks - 1) / wanted_blocks;
+    grid.block_tiles = std::max<int64_t>(std::min(l2_tiles, even_tiles), 1);
+    grid.col_blocks = (col_tiles + grid.block_tiles - 1) / grid.block_tiles;
+    return grid;
 }
 
 }  // namespace
@@ -219,30 +252,21 @@ void PackedLinear::forward(int64_t m, const float* x, int64_t ldx, float* y, int
 
     const int64_t tile_cols = kPanelWidth * kern.tile_panels;
     const int64_t col_tiles = (s.n + tile_cols - 1) / tile_cols;
-    const int64_t row_tiles = (m + kern.tile_rows - 1) / kern.tile_rows;
     const int64_t flops = 2 * m * s.n * std::max<int64_t>(s.k, 1);
     int64_t threads = std::min<int64_t>(resolve_threads(num_threads),
                                         std::max<int64_t>(flops / kMinFlopsPerThread, 1));
+    const ItemGrid grid = item_grid(m, s.k, col_tiles, kern, threads);
+    threads = std::min(threads, grid.count());
 
-    // Many row tiles: split rows (each thread reads all of W once). Few: split columns.
-    const bool split_rows = row_tiles >= 4 * threads;
-    threads = std::min(threads, split_rows ? row_tiles : col_tiles);
-    if (threads <= 1) {
-        gemm_region(g, kern, 0, m, 0, col_tiles);
-        return;
-    }
-
-    // Contiguous, equal shares of whole tiles: which thread computes a tile never changes
-    // how it is computed.
-#pragma omp parallel for schedule(static, 1) num_threads(static_cast<int>(threads))
-    for (int64_t t = 0; t < threads; ++t) {
-        if (split_rows) {
-            const int64_t begin = row_tiles * t / threads * kern.tile_rows;
-            const int64_t end = std::min(m, row_tiles * (t + 1) / threads * kern.tile_rows);
-            gemm_region(g, kern, begin, end, 0, col_tiles);
-        } else {
-            gemm_region(g, kern, 0, m, col_tiles * t / threads, col_tiles * (t + 1) / threads);
-        }
+    // Which thread computes an item never changes how it is computed: results do not
+    // depend on the thread count or on the scheduling.
+#pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(threads)) \
+    if (threads > 1)
+    for (int64_t item = 0; item < grid.count(); ++item) {
+        const int64_t row = (item / grid.col_blocks) * grid.chunk_rows;
+        const int64_t tile = (item % grid.col_blocks) * grid.block_tiles;
+        gemm_item(g, kern, row, std::min(m, row + grid.chunk_rows), tile,
+                  std::min(col_tiles, tile + grid.block_tiles));
     }
 }
 

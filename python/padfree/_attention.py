@@ -88,9 +88,11 @@ def attention(
     masks = (keep, bias, bool(is_causal), window_left, window_right, threads)
 
     if positions is None:
-        # Suffix padding: the kernels read q, k and v in place and write every output row.
+        # Suffix padding: the kernels read q, k and v in place and write the valid rows of a
+        # zeroed output (calloc'ed, so pages that hold only padding are never touched).
         q, k, v = _same_layout_float32(q, k, v)
-        out = _core.attention_padded_f32(q, k, v, counts, scale, *masks)
+        out = np.zeros(q.shape, np.float32)
+        _core.attention_padded_f32(q, k, v, out, counts, scale, *masks)
     else:
         out = _attention_packed(q, k, v, valid, counts, positions, scale, masks)
     return out.astype(dtype, copy=False)
@@ -215,7 +217,12 @@ def _mask_views(attn_mask, batch, heads, length):
         raise ValueError(f"attn_mask supports L up to {_MAX_MASKED_LENGTH}, got L={length}")
 
     four_d = _as_four_d(mask, batch, heads, length)
-    if four_d.shape[-1] > 1 and four_d.strides[-1] != four_d.itemsize or not four_d.flags.aligned:
+    query_stride = abs(four_d.strides[2]) // four_d.itemsize
+    if (
+        (four_d.shape[-1] > 1 and four_d.strides[-1] != four_d.itemsize)
+        or not four_d.flags.aligned
+        or (length - 1) * query_stride + length >= 2**31
+    ):
         four_d = np.ascontiguousarray(four_d)
     view = np.broadcast_to(four_d, (batch, heads, length, length))
     if is_bool:
@@ -263,7 +270,7 @@ def _check_window(window):
             ) from None
         if value < 0:
             raise ValueError(f"window {name} bound must be a non-negative int or None, got {value}")
-        bounds.append(value)
+        bounds.append(min(value, 2**62))  # beyond any length; keeps C++ arithmetic in range
     return bounds[0], bounds[1]
 
 
@@ -273,7 +280,9 @@ def _check_scale(scale, head_dim):
     try:
         value = float(scale)
     except (TypeError, ValueError):
-        raise TypeError(f"scale must be a real number or None, got {type(scale).__name__}") from None
+        raise TypeError(
+            f"scale must be a real number or None, got {type(scale).__name__}"
+        ) from None
     if not math.isfinite(value):
         raise ValueError(f"scale must be finite, got {value}")
     return value

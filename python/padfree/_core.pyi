@@ -91,7 +91,7 @@ def attention_packed_f32(q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, c
     """
     Attention over packed tokens (rows of q, k, v); see padfree.attention.
     """
-def attention_padded_f32(q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, lengths: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], scale: typing.SupportsFloat | typing.SupportsIndex, keep: numpy.ndarray | None, bias: numpy.ndarray | None, causal: bool, window_left: typing.SupportsInt | typing.SupportsIndex, window_right: typing.SupportsInt | typing.SupportsIndex, num_threads: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+def attention_padded_f32(q: numpy.ndarray, k: numpy.ndarray, v: numpy.ndarray, out: numpy.ndarray, lengths: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], scale: typing.SupportsFloat | typing.SupportsIndex, keep: numpy.ndarray | None, bias: numpy.ndarray | None, causal: bool, window_left: typing.SupportsInt | typing.SupportsIndex, window_right: typing.SupportsInt | typing.SupportsIndex, num_threads: typing.SupportsInt | typing.SupportsIndex, zero_padding: bool = False) -> None:
     """
     Attention read in place from padded (B, H, L, Dh) arrays whose padding is a suffix.
     """

@@ -7,6 +7,7 @@ convert explicitly with ``a.astype(np.float32)``. Caller arrays are never modifi
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -20,20 +21,20 @@ _ACTIVATIONS = {None: 0, "relu": 1, "gelu": 2, "gelu_tanh": 3}
 
 
 def _float32(value, name: str) -> np.ndarray:
-    array = np.asarray(value)
+    array = value if type(value) is np.ndarray else np.asarray(value)
+    if array.dtype == np.float32:
+        return array
     if array.dtype == np.dtype(">f4"):
-        array = array.astype(np.float32)
-    if array.dtype != np.float32:
-        raise TypeError(
-            f"{name} must have dtype float32, got {array.dtype}; padfree's dense kernels compute "
-            f"in float32 and do not round other dtypes implicitly (use {name}.astype(np.float32))"
-        )
-    return array
+        return array.astype(np.float32)
+    raise TypeError(
+        f"{name} must have dtype float32, got {array.dtype}; padfree's dense kernels compute "
+        f"in float32 and do not round other dtypes implicitly (use {name}.astype(np.float32))"
+    )
 
 
 def _rows(array: np.ndarray) -> np.ndarray:
     """A 2-D view (or copy) of `array` with rows on axis 0 and a contiguous last axis."""
-    flat = array.reshape(int(np.prod(array.shape[:-1])), array.shape[-1])
+    flat = array.reshape(math.prod(array.shape[:-1]), array.shape[-1])
     if flat.shape[1] > 1 and flat.strides[1] != 4 or not flat.flags.aligned:
         flat = np.ascontiguousarray(flat)
     if flat.shape[0] > 1 and flat.strides[0] % 4:
@@ -106,14 +107,15 @@ class Linear:
                 )
             _check_finite(bias, "bias")
         self._layer = _core.PackedLinear(weight, bias)
+        self._out_features, self._in_features = weight.shape
 
     @property
     def in_features(self) -> int:
-        return self._layer.k
+        return self._in_features
 
     @property
     def out_features(self) -> int:
-        return self._layer.n
+        return self._out_features
 
     @property
     def activation(self):
@@ -144,13 +146,13 @@ class Linear:
 
     def __call__(self, x, residual=None, num_threads=None) -> np.ndarray:
         x = _float32(x, "x")
-        if x.ndim == 0 or x.shape[-1] != self.in_features:
+        if x.ndim == 0 or x.shape[-1] != self._in_features:
             raise ValueError(
-                f"x must have shape (..., {self.in_features}) (in_features of the layer), got "
+                f"x must have shape (..., {self._in_features}) (in_features of the layer), got "
                 f"{shape_str(x.shape)}"
             )
         threads = check_num_threads(num_threads)
-        out_shape = x.shape[:-1] + (self.out_features,)
+        out_shape = x.shape[:-1] + (self._out_features,)
         residual_rows = None
         if residual is not None:
             residual = _float32(residual, "residual")
@@ -163,7 +165,7 @@ class Linear:
         out = np.empty(out_shape, np.float32)
         if out.size:
             self._layer.forward(
-                _rows(x), out.reshape(-1, self.out_features), residual_rows,
+                _rows(x), out.reshape(-1, self._out_features), residual_rows,
                 self._activation_code, threads,
             )
         return out

@@ -22,7 +22,8 @@ struct PackedSequences {
 struct AttentionMask {
     // attn_mask indexed [b, h, query_position, key_position] through element strides
     // (a stride of 0 broadcasts that dimension); the key stride is 1. At most one of
-    // keep (nonzero = take part) and bias (added to the scaled scores) is set.
+    // keep (nonzero = take part) and bias (added to the scaled scores) is set. Within one
+    // (b, h) slice, query_position * stride_query + key_position must fit in 31 bits.
     const uint8_t* keep = nullptr;
     const float* bias = nullptr;
     int64_t stride_batch = 0;
@@ -49,8 +50,9 @@ void attention_packed_f32(const PackedSequences& seqs, int64_t heads, int64_t he
 // The same computation read in place from a padded layout: sequence b is the prefix of
 // lengths[b] positions, and element [b, h, i, d] of q, k and v (one shared set of strides,
 // in floats) sits at b * stride_batch + h * stride_head + i * ld + d; out likewise with
-// its own strides. Rows i in [lengths[b], padded_length) of out are written as zeros.
-// Masks use position i. This is what padfree.attention uses for (B, H, L, Dh) arrays
+// its own strides. Rows i in [lengths[b], padded_length) of out are written as zeros
+// (padded_length = 0 leaves them untouched, for an output that is already zero). Masks use
+// position i. This is what padfree.attention uses for (B, H, L, Dh) arrays
 // whose padding is a suffix, so that nothing is packed or copied.
 struct PaddedBatch {
     int64_t batch = 0;
