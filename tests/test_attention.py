@@ -77,7 +77,8 @@ def poison_padding(array, valid):
 # --- lengths -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("head_dim", [1, 7, 16, 32, 33, 64, 80])
+# head_dim tails: 8- and 16-float vectors whole, partial, and mixed (12, 33, 40).
+@pytest.mark.parametrize("head_dim", [1, 7, 12, 16, 32, 33, 40, 64, 80])
 def test_every_length_up_to_33(isa, num_threads, rng, head_dim):
     # One sequence of every length 0..33 in one batch (tile tails for 8/16/32 lanes).
     length = 33
