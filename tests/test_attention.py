@@ -314,6 +314,20 @@ def test_padded_kernel_can_zero_the_padding(isa, rng):
     np.testing.assert_array_equal(out, expected)
 
 
+def test_strided_inputs_are_read_in_place(isa, rng):
+    # (B, L, H, Dh) projections viewed as (B, H, L, Dh): row stride H * Dh, not Dh; and
+    # q, k, v with different layouts (copied to one layout first).
+    batch, heads, length, head_dim = 3, 4, 21, 16
+    qkv = rng.standard_normal((batch, length, 3, heads, head_dim)).astype(np.float32)
+    q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+    lengths = np.array([21, 9, 1])
+    valid = np.arange(length)[None, :] < lengths[:, None]
+    expected = reference(q, k, v, valid)
+    assert_close(padfree.attention(q, k, v, lengths=lengths), expected)
+    mixed = (q, np.ascontiguousarray(k), v[..., ::1])
+    assert_close(padfree.attention(*mixed, lengths=lengths), expected)
+
+
 def test_float64_in_float64_out(rng):
     q, k, v = make_qkv(rng, 2, 2, 12, 8, dtype=np.float64)
     out = padfree.attention(q, k, v, lengths=[12, 6], scale=0.3)
