@@ -13,6 +13,7 @@ from padfree.safetensors import (
     SafetensorsFile,
     load_file,
     open_checkpoint,
+    save_file,
 )
 
 _CODES = {
@@ -214,3 +215,21 @@ def test_missing_tensor_names_the_key(tmp_path):
     loaded = SafetensorsFile(write(tmp_path / "m.safetensors", {"a": np.ones(2, np.float32)}))
     with pytest.raises(KeyError, match="no tensor named 'zz'"):
         loaded["zz"]
+
+
+def test_save_file_round_trip(tmp_path, rng):
+    tensors = {"w": rng.standard_normal((3, 4)).astype(np.float32),
+               "h": rng.standard_normal(5).astype(np.float16),
+               "ids": rng.integers(0, 9, size=(2, 2)).astype(np.int64),
+               "big_endian": rng.standard_normal(3).astype(">f4")}
+    save_file(tensors, tmp_path / "s.safetensors", metadata={"format": "np"})
+    loaded = SafetensorsFile(tmp_path / "s.safetensors")
+    assert loaded.metadata == {"format": "np"} and loaded.dtype("h") == "F16"
+    for name, value in tensors.items():
+        np.testing.assert_array_equal(loaded[name], value.astype(loaded[name].dtype))
+    assert loaded["w"].ctypes.data % 8 == 0  # the header is padded to keep data aligned
+    numpy_backend = pytest.importorskip("safetensors.numpy")
+    reference = numpy_backend.load_file(str(tmp_path / "s.safetensors"))
+    np.testing.assert_array_equal(reference["ids"], tensors["ids"])
+    with pytest.raises(TypeError, match="cannot store"):
+        save_file({"c": np.ones(2, np.complex64)}, tmp_path / "c.safetensors")

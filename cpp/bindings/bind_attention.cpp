@@ -38,9 +38,11 @@ const T* mask_view(const std::optional<py::array>& mask, AttentionMask& view, co
     return static_cast<const T*>(mask->data());
 }
 
+using Int64Array = py::array_t<int64_t, py::array::c_style>;
+
 py::array_t<float> run_attention(const py::array& q, const py::array& k, const py::array& v,
-                                 const py::array_t<int64_t, py::array::c_style>& cu_seqlens,
-                                 const std::optional<py::array_t<int64_t, py::array::c_style>>& positions,
+                                 const Int64Array& cu_seqlens,
+                                 const std::optional<Int64Array>& positions,
                                  int64_t heads, int64_t head_dim, float scale,
                                  const std::optional<py::array>& keep,
                                  const std::optional<py::array>& bias, bool causal,

@@ -92,10 +92,32 @@ void transpose_query(const AttentionTile& t, int64_t lanes, float* query_t)
     }
 }
 
-// scores[r][*] = query_t · key r, for KR keys and NV vectors of queries.
+// Keys each query lane may see (causal, window), applied as scores are stored.
+struct LaneRanges {
+    __m256i lo[2];
+    __m256i hi[2];
+    bool ranged = false;  // false: every row sees all of [key_begin, key_end)
+};
+
+LaneRanges lane_ranges(const AttentionTile& t)
+{
+    LaneRanges ranges;
+    for (int c = 0; c < 2; ++c) {
+        ranges.lo[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.key_lo + 8 * c));
+        ranges.hi[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.key_hi + 8 * c));
+    }
+    for (int64_t i = 0; i < t.rows; ++i) {
+        if (t.key_lo[i] != t.key_begin || t.key_hi[i] != t.key_end) ranges.ranged = true;
+    }
+    return ranges;
+}
+
+// scores[r][*] = query_t · key r for KR keys and NV vectors of queries, -inf outside each
+// lane's key range; the first `real_keys` rows also raise the running block maximum.
 template <int NV, int KR>
 inline void score_keys(const float* query_t, const float* const* key, int64_t head_dim,
-                       float* scores)
+                       int64_t first_key, int64_t real_keys, const LaneRanges& ranges,
+                       float* scores, __m256* block_max)
 {
     __m256 acc[KR][NV];
 #pragma GCC unroll 8
@@ -116,17 +138,29 @@ inline void score_keys(const float* query_t, const float* const* key, int64_t he
     }
 
 #pragma GCC unroll 8
-    for (int r = 0; r < KR; ++r)
+    for (int r = 0; r < KR; ++r) {
+        const __m256i index = _mm256_set1_epi32(static_cast<int32_t>(first_key + r));
 #pragma GCC unroll 8
-        for (int c = 0; c < NV; ++c) _mm256_store_ps(scores + r * kTile + 8 * c, acc[r][c]);
+        for (int c = 0; c < NV; ++c) {
+            __m256 x = acc[r][c];
+            if (ranges.ranged) {
+                const __m256i lanes = _mm256_andnot_si256(_mm256_cmpgt_epi32(ranges.lo[c], index),
+                                                          _mm256_cmpgt_epi32(ranges.hi[c], index));
+                x = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), x, _mm256_castsi256_ps(lanes));
+            }
+            _mm256_store_ps(scores + r * kTile + 8 * c, x);
+            if (r < real_keys) block_max[c] = _mm256_max_ps(block_max[c], x);
+        }
+    }
 }
 
-// Scores of `count` keys in groups of kKeyGroup. The last group repeats the final key in
-// its unused rows, whose scores land in scratch rows past `count` that are never read:
-// one full-width group is much faster than several latency-bound single keys.
+// Scores of keys [k0, k0 + count) in groups of kKeyGroup. The last group repeats the final
+// key in its unused rows, whose scores land in scratch rows past `count` that are never
+// read: one full-width group is much faster than several latency-bound single keys.
 template <int NV>
 void score_block(const float* query_t, const float* key, int64_t ld, int64_t head_dim,
-                 int64_t count, float* scores)
+                 int64_t k0, int64_t count, const LaneRanges& ranges, float* scores,
+                 __m256* block_max)
 {
     for (int64_t j = 0; j < count; j += kKeyGroup) {
         const float* rows[kKeyGroup];
@@ -137,7 +171,8 @@ void score_block(const float* query_t, const float* key, int64_t ld, int64_t hea
                              _MM_HINT_T0);
             }
         }
-        score_keys<NV, kKeyGroup>(query_t, rows, head_dim, scores + j * kTile);
+        score_keys<NV, kKeyGroup>(query_t, rows, head_dim, k0 + j, count - j, ranges,
+                                  scores + j * kTile, block_max);
     }
 }
 
@@ -170,7 +205,9 @@ __m256 mask_scores(const AttentionTile& t, int64_t lane0, int64_t k0, int64_t co
         __m256 x = _mm256_load_ps(row);
         if (t.keep || t.bias) {
             const int64_t position = t.key_position ? t.key_position[key] : key;
-            if (t.keep) lanes = _mm256_and_si256(lanes, kept_lanes(t.keep + position, query_offset));
+            if (t.keep) {
+                lanes = _mm256_and_si256(lanes, kept_lanes(t.keep + position, query_offset));
+            }
             if (t.bias) {
                 const __m256 bias = _mm256_mask_i32gather_ps(
                     _mm256_setzero_ps(), t.bias + position, offsets, _mm256_castsi256_ps(lanes), 4);
@@ -186,10 +223,11 @@ __m256 mask_scores(const AttentionTile& t, int64_t lane0, int64_t k0, int64_t co
 
 // Online softmax step for one vector of queries: scores become exp(score - running max),
 // the running sum is updated, and alpha gets the factor that rescales earlier output.
+// block_max comes from the score kernel unless attn_mask changes the scores here.
 void softmax_block(const AttentionTile& t, int64_t lane0, int64_t k0, int64_t count,
-                   const Scratch& s)
+                   const Scratch& s, __m256 block_max)
 {
-    const __m256 block_max = mask_scores(t, lane0, k0, count, s.scores);
+    if (t.keep || t.bias) block_max = mask_scores(t, lane0, k0, count, s.scores);
     const __m256 old_max = _mm256_load_ps(s.row_max + lane0);
     const __m256 new_max = _mm256_max_ps(old_max, block_max);
     // A lane with nothing kept yet shifts by 0, so exp(-inf - 0) = 0 instead of NaN.
@@ -211,15 +249,32 @@ void softmax_block(const AttentionTile& t, int64_t lane0, int64_t k0, int64_t co
     _mm256_store_ps(s.alpha + lane0, alpha);
 }
 
+// Loads and stores of one vector of head_dim: plain when the vector is whole, masked
+// (vmaskmovps, slow for stores on some CPUs) only for a head_dim tail.
+template <bool kWhole>
+inline __m256 load_part(const float* from, __m256i lanes)
+{
+    return kWhole ? _mm256_loadu_ps(from) : _mm256_maskload_ps(from, lanes);
+}
+
+template <bool kWhole>
+inline void store_part(float* to, __m256i lanes, __m256 x)
+{
+    if (kWhole) {
+        _mm256_storeu_ps(to, x);
+    } else {
+        _mm256_maskstore_ps(to, lanes, x);
+    }
+}
+
 // out rows (the first `active` of RQ) = alpha * out + P·V, then times post, for DV vectors
-// of head_dim; the last vector is cut by `last`. Rows past `active` read probabilities of
-// unused lanes and are computed but never stored.
-template <int RQ, int DV>
+// of head_dim; the last vector is cut by `last` unless kWhole. Rows past `active` read
+// probabilities of unused lanes and are computed but never stored.
+template <int RQ, int DV, bool kWhole>
 inline void pv_rows(const float* p, int64_t count, const float* v, int64_t ld, float* out,
                     int64_t ld_out, __m256i last, const float* alpha, const float* post,
                     int64_t active)
 {
-    const __m256i all = _mm256_set1_epi32(-1);
     __m256 acc[RQ][DV];
 #pragma GCC unroll 8
     for (int r = 0; r < RQ; ++r)
@@ -232,7 +287,8 @@ inline void pv_rows(const float* p, int64_t count, const float* v, int64_t ld, f
         __m256 value[DV];
 #pragma GCC unroll 8
         for (int c = 0; c < DV; ++c) {
-            value[c] = _mm256_maskload_ps(row + 8 * c, c == DV - 1 ? last : all);
+            value[c] = c == DV - 1 ? load_part<kWhole>(row + 8 * c, last)
+                                   : _mm256_loadu_ps(row + 8 * c);
         }
 #pragma GCC unroll 8
         for (int r = 0; r < RQ; ++r) {
@@ -247,30 +303,38 @@ inline void pv_rows(const float* p, int64_t count, const float* v, int64_t ld, f
         if (r >= active) break;
 #pragma GCC unroll 8
         for (int c = 0; c < DV; ++c) {
-            const __m256i lanes = c == DV - 1 ? last : all;
             float* target = out + r * ld_out + 8 * c;
             __m256 x = acc[r][c];
-            if (alpha) {
-                x = _mm256_fmadd_ps(_mm256_maskload_ps(target, lanes),
-                                    _mm256_broadcast_ss(alpha + r), x);
+            if (c == DV - 1) {
+                if (alpha) {
+                    x = _mm256_fmadd_ps(load_part<kWhole>(target, last),
+                                        _mm256_broadcast_ss(alpha + r), x);
+                }
+                if (post) x = _mm256_mul_ps(x, _mm256_broadcast_ss(post + r));
+                store_part<kWhole>(target, last, x);
+            } else {
+                if (alpha) {
+                    x = _mm256_fmadd_ps(_mm256_loadu_ps(target), _mm256_broadcast_ss(alpha + r),
+                                        x);
+                }
+                if (post) x = _mm256_mul_ps(x, _mm256_broadcast_ss(post + r));
+                _mm256_storeu_ps(target, x);
             }
-            if (post) x = _mm256_mul_ps(x, _mm256_broadcast_ss(post + r));
-            _mm256_maskstore_ps(target, lanes, x);
         }
     }
 }
 
 // Row groups of 6 (8 for one vector); a group may reach past the tile's rows, never past
 // the rounded-up scratch row of probabilities (kTile + 6 floats stay inside scratch).
-template <int DV>
+template <int DV, bool kWhole>
 void pv_columns(const AttentionTile& t, const float* p, int64_t count, const float* v,
                 int64_t d0, __m256i last, const float* alpha, const float* post)
 {
     constexpr int kRows = DV == 2 ? 6 : 8;
     for (int64_t i = 0; i < t.rows; i += kRows) {
-        pv_rows<kRows, DV>(p + i, count, v + d0, t.ld, t.out + i * t.ld_out + d0, t.ld_out,
-                           last, alpha ? alpha + i : nullptr, post ? post + i : nullptr,
-                           t.rows - i);
+        pv_rows<kRows, DV, kWhole>(p + i, count, v + d0, t.ld, t.out + i * t.ld_out + d0,
+                                   t.ld_out, last, alpha ? alpha + i : nullptr,
+                                   post ? post + i : nullptr, t.rows - i);
     }
 }
 
@@ -279,10 +343,15 @@ void pv_block(const AttentionTile& t, const float* p, int64_t count, const float
 {
     for (int64_t d0 = 0; d0 < t.head_dim; d0 += 16) {
         const int64_t remaining = t.head_dim - d0;
-        if (remaining > 8) {
-            pv_columns<2>(t, p, count, v, d0, tail_mask(remaining - 8), alpha, post);
+        const __m256i last = tail_mask(remaining > 8 ? remaining - 8 : remaining);
+        if (remaining >= 16) {
+            pv_columns<2, true>(t, p, count, v, d0, last, alpha, post);
+        } else if (remaining > 8) {
+            pv_columns<2, false>(t, p, count, v, d0, last, alpha, post);
+        } else if (remaining == 8) {
+            pv_columns<1, true>(t, p, count, v, d0, last, alpha, post);
         } else {
-            pv_columns<1>(t, p, count, v, d0, tail_mask(remaining), alpha, post);
+            pv_columns<1, false>(t, p, count, v, d0, last, alpha, post);
         }
     }
 }
@@ -308,6 +377,7 @@ void attention_tile_f32_avx2(const AttentionTile& t, float* scratch)
     const Scratch s = carve(scratch, t.head_dim);
     const int vectors = t.rows > 8 ? 2 : 1;
     transpose_query(t, 8 * vectors, s.query_t);
+    const LaneRanges ranges = lane_ranges(t);
     for (int64_t i = 0; i < kTile; ++i) {
         s.row_max[i] = -INFINITY;
         s.row_sum[i] = 0.0f;
@@ -316,12 +386,15 @@ void attention_tile_f32_avx2(const AttentionTile& t, float* scratch)
     for (int64_t k0 = t.key_begin; k0 < t.key_end; k0 += kKeyBlock) {
         const int64_t count = std::min(kKeyBlock, t.key_end - k0);
         const float* key = t.k + k0 * t.ld;
+        __m256 block_max[2] = {_mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY)};
         if (vectors == 2) {
-            score_block<2>(s.query_t, key, t.ld, t.head_dim, count, s.scores);
+            score_block<2>(s.query_t, key, t.ld, t.head_dim, k0, count, ranges, s.scores,
+                           block_max);
         } else {
-            score_block<1>(s.query_t, key, t.ld, t.head_dim, count, s.scores);
+            score_block<1>(s.query_t, key, t.ld, t.head_dim, k0, count, ranges, s.scores,
+                           block_max);
         }
-        for (int c = 0; c < vectors; ++c) softmax_block(t, 8 * c, k0, count, s);
+        for (int c = 0; c < vectors; ++c) softmax_block(t, 8 * c, k0, count, s, block_max[c]);
 
         const bool first = k0 == t.key_begin;
         const bool last = k0 + count >= t.key_end;

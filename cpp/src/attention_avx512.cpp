@@ -94,10 +94,32 @@ void transpose_query(const AttentionTile& t, int64_t lanes, float* query_t)
     }
 }
 
-// scores[r][*] = query_t · key r, for KR keys and NV vectors of queries.
+// Keys each query lane may see (causal, window), applied as scores are stored.
+struct LaneRanges {
+    __m512i lo[2];
+    __m512i hi[2];
+    bool ranged = false;  // false: every row sees all of [key_begin, key_end)
+};
+
+LaneRanges lane_ranges(const AttentionTile& t)
+{
+    LaneRanges ranges;
+    for (int c = 0; c < 2; ++c) {
+        ranges.lo[c] = _mm512_loadu_si512(t.key_lo + 16 * c);
+        ranges.hi[c] = _mm512_loadu_si512(t.key_hi + 16 * c);
+    }
+    for (int64_t i = 0; i < t.rows; ++i) {
+        if (t.key_lo[i] != t.key_begin || t.key_hi[i] != t.key_end) ranges.ranged = true;
+    }
+    return ranges;
+}
+
+// scores[r][*] = query_t · key r for KR keys and NV vectors of queries, -inf outside each
+// lane's key range; the first `real_keys` rows also raise the running block maximum.
 template <int NV, int KR>
 inline void score_keys(const float* query_t, const float* const* key, int64_t head_dim,
-                       float* scores)
+                       int64_t first_key, int64_t real_keys, const LaneRanges& ranges,
+                       float* scores, __m512* block_max)
 {
     __m512 acc[KR][NV];
 #pragma GCC unroll 8
@@ -118,17 +140,29 @@ inline void score_keys(const float* query_t, const float* const* key, int64_t he
     }
 
 #pragma GCC unroll 8
-    for (int r = 0; r < KR; ++r)
+    for (int r = 0; r < KR; ++r) {
+        const __m512i index = _mm512_set1_epi32(static_cast<int32_t>(first_key + r));
 #pragma GCC unroll 8
-        for (int c = 0; c < NV; ++c) _mm512_store_ps(scores + r * kTile + 16 * c, acc[r][c]);
+        for (int c = 0; c < NV; ++c) {
+            __m512 x = acc[r][c];
+            if (ranges.ranged) {
+                const __mmask16 lanes = _mm512_cmple_epi32_mask(ranges.lo[c], index) &
+                                        _mm512_cmplt_epi32_mask(index, ranges.hi[c]);
+                x = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), lanes, x);
+            }
+            _mm512_store_ps(scores + r * kTile + 16 * c, x);
+            if (r < real_keys) block_max[c] = _mm512_max_ps(block_max[c], x);
+        }
+    }
 }
 
-// Scores of `count` keys in groups of kKeyGroup. The last group repeats the final key in
-// its unused rows, whose scores land in scratch rows past `count` that are never read:
-// one full-width group is much faster than several latency-bound single keys.
+// Scores of keys [k0, k0 + count) in groups of kKeyGroup. The last group repeats the final
+// key in its unused rows, whose scores land in scratch rows past `count` that are never
+// read: one full-width group is much faster than several latency-bound single keys.
 template <int NV>
 void score_block(const float* query_t, const float* key, int64_t ld, int64_t head_dim,
-                 int64_t count, float* scores)
+                 int64_t k0, int64_t count, const LaneRanges& ranges, float* scores,
+                 __m512* block_max)
 {
     for (int64_t j = 0; j < count; j += kKeyGroup) {
         const float* rows[kKeyGroup];
@@ -139,7 +173,8 @@ void score_block(const float* query_t, const float* key, int64_t ld, int64_t hea
                              _MM_HINT_T0);
             }
         }
-        score_keys<NV, kKeyGroup>(query_t, rows, head_dim, scores + j * kTile);
+        score_keys<NV, kKeyGroup>(query_t, rows, head_dim, k0 + j, count - j, ranges,
+                                  scores + j * kTile, block_max);
     }
 }
 
@@ -147,7 +182,9 @@ void score_block(const float* query_t, const float* key, int64_t ld, int64_t hea
 inline __mmask16 kept_lanes(const uint8_t* keep, const int32_t* query_offset, int64_t key)
 {
     unsigned bits = 0;
-    for (int lane = 0; lane < 16; ++lane) bits |= (keep[query_offset[lane] + key] ? 1u : 0u) << lane;
+    for (int lane = 0; lane < 16; ++lane) {
+        bits |= (keep[query_offset[lane] + key] ? 1u : 0u) << lane;
+    }
     return static_cast<__mmask16>(bits);
 }
 
@@ -188,10 +225,11 @@ __m512 mask_scores(const AttentionTile& t, int64_t lane0, int64_t k0, int64_t co
 
 // Online softmax step for one vector of queries: scores become exp(score - running max),
 // the running sum is updated, and alpha gets the factor that rescales earlier output.
+// block_max comes from the score kernel unless attn_mask changes the scores here.
 void softmax_block(const AttentionTile& t, int64_t lane0, int64_t k0, int64_t count,
-                   const Scratch& s)
+                   const Scratch& s, __m512 block_max)
 {
-    const __m512 block_max = mask_scores(t, lane0, k0, count, s.scores);
+    if (t.keep || t.bias) block_max = mask_scores(t, lane0, k0, count, s.scores);
     const __m512 old_max = _mm512_load_ps(s.row_max + lane0);
     const __m512 new_max = _mm512_max_ps(old_max, block_max);
     // A lane with nothing kept yet shifts by 0, so exp(-inf - 0) = 0 instead of NaN.
@@ -312,6 +350,7 @@ void attention_tile_f32_avx512(const AttentionTile& t, float* scratch)
     const Scratch s = carve(scratch, t.head_dim);
     const int vectors = t.rows > 16 ? 2 : 1;
     transpose_query(t, 16 * vectors, s.query_t);
+    const LaneRanges ranges = lane_ranges(t);
     for (int64_t i = 0; i < kTile; ++i) {
         s.row_max[i] = -INFINITY;
         s.row_sum[i] = 0.0f;
@@ -320,12 +359,15 @@ void attention_tile_f32_avx512(const AttentionTile& t, float* scratch)
     for (int64_t k0 = t.key_begin; k0 < t.key_end; k0 += kKeyBlock) {
         const int64_t count = std::min(kKeyBlock, t.key_end - k0);
         const float* key = t.k + k0 * t.ld;
+        __m512 block_max[2] = {_mm512_set1_ps(-INFINITY), _mm512_set1_ps(-INFINITY)};
         if (vectors == 2) {
-            score_block<2>(s.query_t, key, t.ld, t.head_dim, count, s.scores);
+            score_block<2>(s.query_t, key, t.ld, t.head_dim, k0, count, ranges, s.scores,
+                           block_max);
         } else {
-            score_block<1>(s.query_t, key, t.ld, t.head_dim, count, s.scores);
+            score_block<1>(s.query_t, key, t.ld, t.head_dim, k0, count, ranges, s.scores,
+                           block_max);
         }
-        for (int c = 0; c < vectors; ++c) softmax_block(t, 16 * c, k0, count, s);
+        for (int c = 0; c < vectors; ++c) softmax_block(t, 16 * c, k0, count, s, block_max[c]);
 
         const bool first = k0 == t.key_begin;
         const bool last = k0 + count >= t.key_end;

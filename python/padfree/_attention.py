@@ -88,8 +88,8 @@ def attention(
     masks = (keep, bias, bool(is_causal), window_left, window_right, threads)
 
     if positions is None:
-        # Suffix padding: the kernels read q, k and v in place and write the valid rows of a
-        # zeroed output (calloc'ed, so pages that hold only padding are never touched).
+        # Suffix padding: the kernels read q, k and v in place and write only the valid rows
+        # of an output that np.zeros already zeroed (often as fresh zero pages).
         q, k, v = _same_layout_float32(q, k, v)
         out = np.zeros(q.shape, np.float32)
         _core.attention_padded_f32(q, k, v, out, counts, scale, *masks)
@@ -217,7 +217,12 @@ def _mask_views(attn_mask, batch, heads, length):
         raise ValueError(f"attn_mask supports L up to {_MAX_MASKED_LENGTH}, got L={length}")
 
     four_d = _as_four_d(mask, batch, heads, length)
-    if four_d.shape[-1] > 1 and four_d.strides[-1] != four_d.itemsize or not four_d.flags.aligned:
+    query_stride = abs(four_d.strides[2]) // four_d.itemsize
+    if (
+        (four_d.shape[-1] > 1 and four_d.strides[-1] != four_d.itemsize)
+        or not four_d.flags.aligned
+        or (length - 1) * query_stride + length >= 2**31
+    ):
         four_d = np.ascontiguousarray(four_d)
     view = np.broadcast_to(four_d, (batch, heads, length, length))
     if is_bool:
@@ -265,7 +270,7 @@ def _check_window(window):
             ) from None
         if value < 0:
             raise ValueError(f"window {name} bound must be a non-negative int or None, got {value}")
-        bounds.append(value)
+        bounds.append(min(value, 2**62))  # beyond any length; keeps C++ arithmetic in range
     return bounds[0], bounds[1]
 
 
@@ -275,7 +280,9 @@ def _check_scale(scale, head_dim):
     try:
         value = float(scale)
     except (TypeError, ValueError):
-        raise TypeError(f"scale must be a real number or None, got {type(scale).__name__}") from None
+        raise TypeError(
+            f"scale must be a real number or None, got {type(scale).__name__}"
+        ) from None
     if not math.isfinite(value):
         raise ValueError(f"scale must be finite, got {value}")
     return value

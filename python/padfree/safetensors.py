@@ -9,6 +9,8 @@ and shape, and that the tensors tile the data region exactly (contiguous, in ran
 or overlaps). The data is memory-mapped; float32 tensors come back as read-only views of
 the map, float16 and bfloat16 are converted to float32.
 
+``save_file`` writes the format (float32, float16, float64, integer and bool arrays).
+
 A sharded checkpoint (``model.safetensors.index.json`` with a ``weight_map`` from tensor
 name to shard file) opens as one mapping over its shards.
 """
@@ -28,6 +30,7 @@ __all__ = [
     "ShardedCheckpoint",
     "load_file",
     "open_checkpoint",
+    "save_file",
 ]
 
 # The reference implementation refuses headers above 100 MB; a real header is a few KB per
@@ -173,7 +176,8 @@ class SafetensorsFile(Mapping):
         # An empty data region cannot be memory-mapped; such a file only holds empty tensors.
         self._map = np.empty(0, np.uint8)
         if data_size > 0:
-            self._map = np.memmap(self.path, dtype=np.uint8, mode="r")
+            # A plain ndarray view of the map: slices of np.memmap carry per-index overhead.
+            self._map = np.memmap(self.path, dtype=np.uint8, mode="r").view(np.ndarray)
 
     def __getitem__(self, name) -> np.ndarray:
         try:
@@ -292,3 +296,31 @@ def load_file(path) -> dict:
     """Read every tensor of a checkpoint (file, index or directory) into a dict."""
     checkpoint = open_checkpoint(path)
     return {name: checkpoint[name] for name in checkpoint}
+
+
+def save_file(tensors: dict, path, metadata: dict | None = None) -> None:
+    """Write NumPy arrays to a safetensors file (little-endian, in the order given)."""
+    codes = {dtype.newbyteorder("<") if dtype.itemsize > 1 else dtype: code
+             for code, dtype in _DTYPES.items() if code != "BF16"}
+    header, offset = {}, 0
+    arrays = []
+    for name, value in tensors.items():
+        array = np.asarray(value)
+        key = array.dtype.newbyteorder("<") if array.dtype.itemsize > 1 else array.dtype
+        if key not in codes:
+            raise TypeError(f"tensor {name!r} has dtype {array.dtype}, which safetensors "
+                            f"cannot store")
+        array = np.ascontiguousarray(array, dtype=key)
+        header[name] = {"dtype": codes[key], "shape": list(array.shape),
+                        "data_offsets": [offset, offset + array.nbytes]}
+        arrays.append(array)
+        offset += array.nbytes
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # keeps the data 8-byte aligned, as the reference does
+    with open(path, "wb") as handle:
+        handle.write(len(text).to_bytes(8, "little"))
+        handle.write(text)
+        for array in arrays:
+            handle.write(array.tobytes())

@@ -22,7 +22,8 @@ struct PackedSequences {
 struct AttentionMask {
     // attn_mask indexed [b, h, query_position, key_position] through element strides
     // (a stride of 0 broadcasts that dimension); the key stride is 1. At most one of
-    // keep (nonzero = take part) and bias (added to the scaled scores) is set.
+    // keep (nonzero = take part) and bias (added to the scaled scores) is set. Within one
+    // (b, h) slice, query_position * stride_query + key_position must fit in 31 bits.
     const uint8_t* keep = nullptr;
     const float* bias = nullptr;
     int64_t stride_batch = 0;
