@@ -505,7 +505,10 @@ def _cu_seqlens(cu_seqlens, tokens):
         raise TypeError(f"cu_seqlens must be an integer array, got dtype {array.dtype}")
     if array.ndim != 1 or array.size < 1:
         raise ValueError(f"cu_seqlens must have shape (B + 1,), got {shape_str(array.shape)}")
-    if array[0] != 0 or array[-1] != tokens or (np.diff(array) < 0).any():
+    # Range first, then order in int64: np.diff of unsigned offsets wraps instead of going
+    # negative, so a huge uint64 entry would otherwise pass and become negative in C++.
+    if (array.min() < 0 or array.max() > tokens or array[0] != 0 or array[-1] != tokens
+            or (np.diff(array.astype(np.int64)) < 0).any()):
         raise ValueError(f"cu_seqlens must rise from 0 to {tokens} (the rows of x_packed) "
                          f"without decreasing, got {array.tolist()}")
     return np.ascontiguousarray(array, dtype=np.int64)
@@ -573,5 +576,5 @@ def _window(window):
                             f"got {type(value).__name__}") from None
         if number < 0:
             raise ValueError(f"window ({side}) must be a non-negative int or None, got {number}")
-        bounds.append(number)
+        bounds.append(min(number, 2**62))  # beyond any length; fits C++'s int64
     return tuple(bounds)
