@@ -119,7 +119,7 @@ class Encoder:
         heads = _positive_int(num_heads, "num_heads")
         if not isinstance(norm_first, (bool, np.bool_)):
             raise TypeError(f"norm_first must be a bool, got {type(norm_first).__name__}")
-        if activation not in _ACTIVATIONS:
+        if not isinstance(activation, str) or activation not in _ACTIVATIONS:
             raise ValueError(
                 f"activation must be one of {', '.join(map(repr, _ACTIVATIONS))}, "
                 f"got {activation!r}"
@@ -363,6 +363,14 @@ class EncoderLayer(Encoder):
 
     The same as a one-layer :class:`Encoder` without final norm, whose state-dict keys carry
     no ``layers.{i}.`` prefix (``self_attn.in_proj_weight``, ``linear1.weight``, ...).
+    Called like :class:`Encoder`: ``layer(x, lengths=...)`` with ``x`` of shape (B, L, D).
+
+    Example (PyTorch needed only for the import):
+        >>> import torch, padfree                                      # doctest: +SKIP
+        >>> torch_layer = torch.nn.TransformerEncoderLayer(16, 4, 32)  # doctest: +SKIP
+        >>> layer = padfree.EncoderLayer.from_torch(torch_layer.eval())  # doctest: +SKIP
+        >>> layer(x, lengths=[3, 5]).shape                              # doctest: +SKIP
+        (2, 5, 16)
     """
 
     _prefixed = False
