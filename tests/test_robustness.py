@@ -365,3 +365,17 @@ def test_cli_help():
     assert result.returncode == 0, result.stderr
     for command in ("embed", "bench"):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize("name", [n for n in padfree.__all__ if n != "__version__"])
+def test_docstring_examples_run(name):
+    # The examples are the first code a user copies: run them (examples that need a model
+    # directory or torch are marked +SKIP in place).
+    import doctest
+
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    obj = getattr(padfree, name)
+    for test in finder.find(obj, f"padfree.{name}", globs={"padfree": padfree, "np": np}):
+        runner.run(test)
+    assert runner.failures == 0, f"padfree.{name}: {runner.failures} failing example(s)"
