@@ -77,7 +77,8 @@ def poison_padding(array, valid):
 # --- lengths -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("head_dim", [1, 7, 16, 32, 33, 64, 80])
+# head_dim tails: 8- and 16-float vectors whole, partial, and mixed (12, 33, 40).
+@pytest.mark.parametrize("head_dim", [1, 7, 12, 16, 32, 33, 40, 64, 80])
 def test_every_length_up_to_33(isa, num_threads, rng, head_dim):
     # One sequence of every length 0..33 in one batch (tile tails for 8/16/32 lanes).
     length = 33
@@ -311,6 +312,20 @@ def test_padded_kernel_can_zero_the_padding(isa, rng):
     _core.attention_padded_f32(q, k, v, out, lengths, 0.25, None, None, False, -1, -1, 2,
                                zero_padding=True)
     np.testing.assert_array_equal(out, expected)
+
+
+def test_strided_inputs_are_read_in_place(isa, rng):
+    # (B, L, H, Dh) projections viewed as (B, H, L, Dh): row stride H * Dh, not Dh; and
+    # q, k, v with different layouts (copied to one layout first).
+    batch, heads, length, head_dim = 3, 4, 21, 16
+    qkv = rng.standard_normal((batch, length, 3, heads, head_dim)).astype(np.float32)
+    q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+    lengths = np.array([21, 9, 1])
+    valid = np.arange(length)[None, :] < lengths[:, None]
+    expected = reference(q, k, v, valid)
+    assert_close(padfree.attention(q, k, v, lengths=lengths), expected)
+    mixed = (q, np.ascontiguousarray(k), v[..., ::1])
+    assert_close(padfree.attention(*mixed, lengths=lengths), expected)
 
 
 def test_float64_in_float64_out(rng):

@@ -369,3 +369,7 @@ def test_encode_errors(rng):
         padfree.SentenceEncoder(encoder.model, pooling="median")
     empty = encoder.encode(input_ids=np.ones((2, 3), np.int64), attention_mask=[[1, 1, 0], [0] * 3])
     assert not empty[1].any() and empty[0].any()
+    # The progress bar (tqdm when installed, silently nothing otherwise) changes no result.
+    ids = [[3, 4, 5], [6], [7, 8]]
+    np.testing.assert_array_equal(encoder.encode(input_ids=ids, batch_size=1, show_progress=True),
+                                  encoder.encode(input_ids=ids))

@@ -9,6 +9,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from encoder_reference import random_state, reference_encoder
 
 import padfree
@@ -206,6 +208,59 @@ def test_fully_masked_queries_get_zero_attention(rng):
     y = encoder(x, src_mask=mask)
     assert np.isfinite(y).all()
     assert_close_valid(y, expected, np.ones((batch, length), bool))
+
+
+_PROPERTY_ENCODER = {}
+
+
+def _property_encoder(norm_first):
+    """One small encoder per norm order, built once (hypothesis reruns the test body)."""
+    if norm_first not in _PROPERTY_ENCODER:
+        rng = np.random.default_rng(99 + norm_first)
+        state = random_state(rng, 2, 16, 24, final_norm=norm_first)
+        encoder = padfree.Encoder.from_state_dict(state, num_heads=2, norm_first=norm_first,
+                                                  activation="gelu")
+        _PROPERTY_ENCODER[norm_first] = (encoder, state)
+    return _PROPERTY_ENCODER[norm_first]
+
+
+@given(batch=st.integers(1, 4), length=st.integers(1, 12), norm_first=st.booleans(),
+       padding=st.sampled_from(["none", "lengths", "holes"]),
+       src_mask=st.sampled_from([None, "bool", "additive"]), causal=st.booleans(),
+       window=st.one_of(st.none(), st.integers(0, 4)), seed=st.integers(0, 2**31 - 1))
+def test_random_masks_match_reference(batch, length, norm_first, padding, src_mask, causal,
+                                      window, seed):
+    encoder, state = _property_encoder(norm_first)
+    rng = np.random.default_rng(seed)
+    heads = 2
+    x = batch_input(rng, batch, length, 16)
+    keep = np.ones((batch, length), bool)
+    kwargs = {}
+    if padding == "lengths":
+        lengths = rng.integers(0, length + 1, size=batch)
+        keep = prefix_keep(lengths, length)
+        kwargs["lengths"] = lengths
+    elif padding == "holes":
+        keep = rng.random((batch, length)) < 0.6
+        kwargs["src_key_padding_mask"] = ~keep
+    attn_keep = _structured_keep(batch, heads, length, causal,
+                                 None if window is None else (window, window))
+    attn_bias = None
+    if src_mask == "bool":
+        mask = rng.random((batch, heads, length, length)) < 0.7
+        attn_keep = attn_keep & mask
+        kwargs["src_mask"] = mask
+    elif src_mask == "additive":
+        mask = rng.standard_normal((batch, length, length)).astype(np.float32)
+        mask[rng.random(mask.shape) < 0.2] = -np.inf
+        full = _expand_src_mask(mask, batch, heads, length)
+        attn_keep = attn_keep & ~np.isinf(full)
+        attn_bias = np.where(np.isinf(full), 0, full)
+        kwargs["src_mask"] = mask
+    expected = reference_encoder(state, x, num_heads=heads, keep=keep, attn_keep=attn_keep,
+                                 attn_bias=attn_bias, norm_first=norm_first, activation="gelu")
+    y = encoder(x, is_causal=causal, window=window, **kwargs)
+    assert_close_valid(y, expected, keep)
 
 
 def test_forward_packed_matches_padded(rng):

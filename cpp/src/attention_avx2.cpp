@@ -249,15 +249,32 @@ void softmax_block(const AttentionTile& t, int64_t lane0, int64_t k0, int64_t co
     _mm256_store_ps(s.alpha + lane0, alpha);
 }
 
+// Loads and stores of one vector of head_dim: plain when the vector is whole, masked
+// (vmaskmovps, slow for stores on some CPUs) only for a head_dim tail.
+template <bool kWhole>
+inline __m256 load_part(const float* from, __m256i lanes)
+{
+    return kWhole ? _mm256_loadu_ps(from) : _mm256_maskload_ps(from, lanes);
+}
+
+template <bool kWhole>
+inline void store_part(float* to, __m256i lanes, __m256 x)
+{
+    if (kWhole) {
+        _mm256_storeu_ps(to, x);
+    } else {
+        _mm256_maskstore_ps(to, lanes, x);
+    }
+}
+
 // out rows (the first `active` of RQ) = alpha * out + P·V, then times post, for DV vectors
-// of head_dim; the last vector is cut by `last`. Rows past `active` read probabilities of
-// unused lanes and are computed but never stored.
-template <int RQ, int DV>
+// of head_dim; the last vector is cut by `last` unless kWhole. Rows past `active` read
+// probabilities of unused lanes and are computed but never stored.
+template <int RQ, int DV, bool kWhole>
 inline void pv_rows(const float* p, int64_t count, const float* v, int64_t ld, float* out,
                     int64_t ld_out, __m256i last, const float* alpha, const float* post,
                     int64_t active)
 {
-    const __m256i all = _mm256_set1_epi32(-1);
     __m256 acc[RQ][DV];
 #pragma GCC unroll 8
     for (int r = 0; r < RQ; ++r)
@@ -270,7 +287,8 @@ inline void pv_rows(const float* p, int64_t count, const float* v, int64_t ld, f
         __m256 value[DV];
 #pragma GCC unroll 8
         for (int c = 0; c < DV; ++c) {
-            value[c] = _mm256_maskload_ps(row + 8 * c, c == DV - 1 ? last : all);
+            value[c] = c == DV - 1 ? load_part<kWhole>(row + 8 * c, last)
+                                   : _mm256_loadu_ps(row + 8 * c);
         }
 #pragma GCC unroll 8
         for (int r = 0; r < RQ; ++r) {
@@ -285,30 +303,38 @@ inline void pv_rows(const float* p, int64_t count, const float* v, int64_t ld, f
         if (r >= active) break;
 #pragma GCC unroll 8
         for (int c = 0; c < DV; ++c) {
-            const __m256i lanes = c == DV - 1 ? last : all;
             float* target = out + r * ld_out + 8 * c;
             __m256 x = acc[r][c];
-            if (alpha) {
-                x = _mm256_fmadd_ps(_mm256_maskload_ps(target, lanes),
-                                    _mm256_broadcast_ss(alpha + r), x);
+            if (c == DV - 1) {
+                if (alpha) {
+                    x = _mm256_fmadd_ps(load_part<kWhole>(target, last),
+                                        _mm256_broadcast_ss(alpha + r), x);
+                }
+                if (post) x = _mm256_mul_ps(x, _mm256_broadcast_ss(post + r));
+                store_part<kWhole>(target, last, x);
+            } else {
+                if (alpha) {
+                    x = _mm256_fmadd_ps(_mm256_loadu_ps(target), _mm256_broadcast_ss(alpha + r),
+                                        x);
+                }
+                if (post) x = _mm256_mul_ps(x, _mm256_broadcast_ss(post + r));
+                _mm256_storeu_ps(target, x);
             }
-            if (post) x = _mm256_mul_ps(x, _mm256_broadcast_ss(post + r));
-            _mm256_maskstore_ps(target, lanes, x);
         }
     }
 }
 
 // Row groups of 6 (8 for one vector); a group may reach past the tile's rows, never past
 // the rounded-up scratch row of probabilities (kTile + 6 floats stay inside scratch).
-template <int DV>
+template <int DV, bool kWhole>
 void pv_columns(const AttentionTile& t, const float* p, int64_t count, const float* v,
                 int64_t d0, __m256i last, const float* alpha, const float* post)
 {
     constexpr int kRows = DV == 2 ? 6 : 8;
     for (int64_t i = 0; i < t.rows; i += kRows) {
-        pv_rows<kRows, DV>(p + i, count, v + d0, t.ld, t.out + i * t.ld_out + d0, t.ld_out,
-                           last, alpha ? alpha + i : nullptr, post ? post + i : nullptr,
-                           t.rows - i);
+        pv_rows<kRows, DV, kWhole>(p + i, count, v + d0, t.ld, t.out + i * t.ld_out + d0,
+                                   t.ld_out, last, alpha ? alpha + i : nullptr,
+                                   post ? post + i : nullptr, t.rows - i);
     }
 }
 
@@ -317,10 +343,15 @@ void pv_block(const AttentionTile& t, const float* p, int64_t count, const float
 {
     for (int64_t d0 = 0; d0 < t.head_dim; d0 += 16) {
         const int64_t remaining = t.head_dim - d0;
-        if (remaining > 8) {
-            pv_columns<2>(t, p, count, v, d0, tail_mask(remaining - 8), alpha, post);
+        const __m256i last = tail_mask(remaining > 8 ? remaining - 8 : remaining);
+        if (remaining >= 16) {
+            pv_columns<2, true>(t, p, count, v, d0, last, alpha, post);
+        } else if (remaining > 8) {
+            pv_columns<2, false>(t, p, count, v, d0, last, alpha, post);
+        } else if (remaining == 8) {
+            pv_columns<1, true>(t, p, count, v, d0, last, alpha, post);
         } else {
-            pv_columns<1>(t, p, count, v, d0, tail_mask(remaining), alpha, post);
+            pv_columns<1, false>(t, p, count, v, d0, last, alpha, post);
         }
     }
 }

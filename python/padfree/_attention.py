@@ -88,8 +88,8 @@ def attention(
     masks = (keep, bias, bool(is_causal), window_left, window_right, threads)
 
     if positions is None:
-        # Suffix padding: the kernels read q, k and v in place and write the valid rows of a
-        # zeroed output (calloc'ed, so pages that hold only padding are never touched).
+        # Suffix padding: the kernels read q, k and v in place and write only the valid rows
+        # of an output that np.zeros already zeroed (often as fresh zero pages).
         q, k, v = _same_layout_float32(q, k, v)
         out = np.zeros(q.shape, np.float32)
         _core.attention_padded_f32(q, k, v, out, counts, scale, *masks)

@@ -462,7 +462,7 @@ class BertModel:
             return mask
         if mask.dtype.kind not in "iuf":
             raise TypeError(f"attention_mask must be bool or 0/1 numbers, got dtype {mask.dtype}")
-        if not np.isin(mask, (0, 1)).all():
+        if not ((mask == 0) | (mask == 1)).all():
             raise ValueError("attention_mask must hold only 0 and 1 (1 = token takes part), got "
                              f"values {np.unique(mask)[:5]}")
         return mask != 0

@@ -176,7 +176,8 @@ class SafetensorsFile(Mapping):
         # An empty data region cannot be memory-mapped; such a file only holds empty tensors.
         self._map = np.empty(0, np.uint8)
         if data_size > 0:
-            self._map = np.memmap(self.path, dtype=np.uint8, mode="r")
+            # A plain ndarray view of the map: slices of np.memmap carry per-index overhead.
+            self._map = np.memmap(self.path, dtype=np.uint8, mode="r").view(np.ndarray)
 
     def __getitem__(self, name) -> np.ndarray:
         try:

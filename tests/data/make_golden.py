@@ -5,7 +5,8 @@
 all-MiniLM-L6-v2's sentence-transformers modules are Transformer (BertModel, truncation to
 max_seq_length=256) -> mean pooling over attention_mask -> L2 Normalize; this script runs
 exactly that with transformers' BertModel and its fast tokenizer (sentence-transformers
-itself is not needed). Stored, for N sentences padded to L tokens:
+itself is not needed; run through sentence-transformers 6.3.0 the same sentences give
+bit-identical embeddings). Stored, for N sentences padded to L tokens:
 
     sentences (N,) str, input_ids / attention_mask / token_type_ids (N, L) int32,
     hidden (T, 384) float32 = last_hidden_state on the valid tokens of the first
