@@ -159,14 +159,18 @@ PackedLinear& PackedLinear::operator=(PackedLinear&&) noexcept = default;
 
 int64_t PackedLinear::n() const { return impl_->n; }
 int64_t PackedLinear::k() const { return impl_->k; }
-const float* PackedLinear::bias() const { return impl_->bias.empty() ? nullptr : impl_->bias.data(); }
+const float* PackedLinear::bias() const
+{
+    return impl_->bias.empty() ? nullptr : impl_->bias.data();
+}
 
 void PackedLinear::unpack(float* w) const
 {
     const Impl& s = *impl_;
     for (int64_t col = 0; col < s.n; ++col) {
-        const float* panel = s.packed.get() + (col / kPanelWidth) * kPanelWidth * s.k;
-        for (int64_t i = 0; i < s.k; ++i) w[col * s.k + i] = panel[i * kPanelWidth + col % kPanelWidth];
+        const float* panel = s.packed.get() + (col / kPanelWidth) * kPanelWidth * s.k +
+                             col % kPanelWidth;
+        for (int64_t i = 0; i < s.k; ++i) w[col * s.k + i] = panel[i * kPanelWidth];
     }
 }
 

@@ -99,7 +99,9 @@ void gemm_epilogue_f32_avx512(int rows, int cols, const float* c, int64_t ldc,
             __m512 v = _mm512_load_ps(c + r * ldc + j);
             if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(lanes, bias + j));
             v = activate(act, v);
-            if (residual) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(lanes, residual + r * ldr + j));
+            if (residual) {
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(lanes, residual + r * ldr + j));
+            }
             _mm512_mask_storeu_ps(y + r * ldy + j, lanes, v);
         }
     }
