@@ -379,3 +379,15 @@ def test_docstring_examples_run(name):
     for test in finder.find(obj, f"padfree.{name}", globs={"padfree": padfree, "np": np}):
         runner.run(test)
     assert runner.failures == 0, f"padfree.{name}: {runner.failures} failing example(s)"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["embed", "--model", "/nonexistent/model", "hi"], "config.json"),
+    (["embed", "--file", "/nonexistent/sentences.txt"], "sentences.txt"),
+    (["bench", "--model", "/nonexistent/model"], "config.json"),
+])
+def test_cli_user_errors_are_one_line(argv, words):
+    result = _python(["-m", "padfree", *argv])
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"padfree {argv[0]}: error:") and words in result.stderr

@@ -211,7 +211,13 @@ def main(argv=None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (OSError, ValueError, ImportError) as error:
+        # A missing file, a bad model directory or a bad option value is the user's to fix:
+        # one line, no traceback.
+        print(f"padfree {args.command}: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
