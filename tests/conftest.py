@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -42,6 +44,7 @@ def num_threads(request):
 @pytest.fixture
 def rng(request):
     """A fresh generator per test, seeded from the test's name so failures reproduce."""
-    seed = abs(hash(request.node.nodeid)) % (2**32)
+    # zlib.crc32, not hash(): str hashes are salted per process (PYTHONHASHSEED).
+    seed = zlib.crc32(request.node.nodeid.encode())
     return np.random.default_rng(seed)
 

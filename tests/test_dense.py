@@ -84,7 +84,10 @@ def test_linear_matches_float64(isa, num_threads, rng, m, activation):
         assert np.all(np.abs(y - expected) <= bound)
 
 
-@pytest.mark.parametrize("k,n", [(1, 1), (1, 17), (16, 16), (47, 33), (129, 97), (384, 49)])
+# k > 768 is cut into blocks whose partial sums wait in scratch: (1100, 70) and (1537, 50).
+@pytest.mark.parametrize(
+    "k,n", [(1, 1), (1, 17), (16, 16), (47, 33), (129, 97), (384, 49), (1100, 70), (1537, 50)]
+)
 def test_shapes_and_no_bias(isa, num_threads, rng, k, n):
     w, _ = random_layer(rng, n, k, bias=False)
     x = rng.standard_normal((2, 9, k)).astype(np.float32)
@@ -106,7 +109,8 @@ def test_zero_sized(isa):
     "m,k,n",
     [(257, 129, 301),  # many row tiles: threads split rows
      (16, 300, 1000),  # few row tiles: threads split columns
-     (33, 384, 1152)],
+     (33, 384, 1152),
+     (45, 1537, 200)],  # k cut into blocks
 )
 @pytest.mark.parametrize("activation", [None, "gelu"])
 def test_batch_and_thread_invariance_bit_for_bit(isa, rng, m, k, n, activation):
@@ -253,3 +257,15 @@ def test_errors_name_the_argument():
         padfree.linear(x, w, num_threads=0)
     with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., 4\)"):
         padfree.linear(np.float32(1.0), w)
+
+
+def test_output_may_alias_residual_through_core(isa, rng):
+    # The encoder adds the residual in place: y may be the residual array (C++ contract).
+    w, b = random_layer(rng, 130, 67)
+    x = rng.standard_normal((45, 67)).astype(np.float32)
+    residual = rng.standard_normal((45, 130)).astype(np.float32)
+    layer = padfree.Linear(w, b, activation="gelu")
+    expected = layer(x, residual=residual)
+    inplace = residual.copy()
+    layer._layer.forward(x, inplace, inplace, 2, 2)
+    np.testing.assert_array_equal(inplace, expected)

@@ -92,3 +92,22 @@ def test_layer_norm_errors():
         padfree.layer_norm(x, g, g, residual=np.ones((2, 3), np.float32))
     with pytest.raises(ValueError, match=r"x must have at least 1 dimension"):
         padfree.layer_norm(np.float32(1), g, g)
+
+
+def test_layer_norm_in_place_through_core(isa, rng):
+    # The encoder normalises in place: y may alias x or the residual (the C++ contract).
+    from padfree import _core
+
+    x = rng.standard_normal((37, 385)).astype(np.float32)
+    r = rng.standard_normal((37, 385)).astype(np.float32)
+    gamma = rng.standard_normal(385).astype(np.float32)
+    beta = rng.standard_normal(385).astype(np.float32)
+    expected = padfree.layer_norm(x, gamma, beta, residual=r)
+    for alias in ("x", "residual"):
+        a, b = x.copy(), r.copy()
+        out = a if alias == "x" else b
+        _core.layer_norm_f32(a, b, gamma, beta, 1e-5, out, 2)
+        np.testing.assert_array_equal(out, expected)
+    a = x.copy()
+    _core.layer_norm_f32(a, None, gamma, beta, 1e-5, a, 1)
+    np.testing.assert_array_equal(a, padfree.layer_norm(x, gamma, beta))

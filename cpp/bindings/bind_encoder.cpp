@@ -14,12 +14,6 @@ namespace {
 using FloatArray = py::array_t<float, py::array::c_style>;
 using IndexArray = py::array_t<int64_t, py::array::c_style>;
 
-const char* const kLayerKeys[] = {
-    "in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias",
-    "linear1_weight", "linear1_bias", "linear2_weight",  "linear2_bias",
-    "norm1_weight",   "norm1_bias",   "norm2_weight",    "norm2_bias",
-};
-
 const float* weight_ptr(const py::dict& layer, const char* key, int64_t size)
 {
     // Only an exact float32 C-contiguous array is accepted: a converted temporary would die

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -20,7 +21,7 @@ namespace {
 constexpr int64_t kMinFlopsPerThread = int64_t(1) << 21;
 
 // Bytes of packed weights a column block may span, so it stays in L2 while every row tile
-// of the thread's rows passes over it.
+// of a work item passes over it.
 constexpr int64_t kColumnBlockBytes = int64_t(512) << 10;
 
 // Rows of one work item, in micro-tiles (64 rows with AVX-512): enough to reuse the
@@ -47,18 +48,20 @@ std::unique_ptr<float, AlignedFree> aligned_floats(int64_t count)
 
 // Scalar micro-kernel: `rows` x 16 columns per panel, one panel per call from the driver.
 void gemm_tile_f32_scalar(int rows, int panels, int64_t k, const float* x, int64_t ldx,
-                          const float* w, int64_t panel_stride, float* c)
+                          const float* w, int64_t panel_stride, float* c, bool accumulate)
 {
     for (int p = 0; p < panels; ++p) {
         const float* wp = w + p * panel_stride;
         for (int r = 0; r < rows; ++r) {
             float acc[kPanelWidth] = {};
+            float* cr = c + r * kPanelWidth * panels + p * kPanelWidth;
+            if (accumulate) std::memcpy(acc, cr, sizeof(acc));
             const float* xr = x + r * ldx;
             for (int64_t i = 0; i < k; ++i) {
                 const float xv = xr[i];
                 for (int j = 0; j < kPanelWidth; ++j) acc[j] += xv * wp[i * kPanelWidth + j];
             }
-            std::memcpy(c + r * kPanelWidth * panels + p * kPanelWidth, acc, sizeof(acc));
+            std::memcpy(cr, acc, sizeof(acc));
         }
     }
 }
@@ -156,14 +159,18 @@ PackedLinear& PackedLinear::operator=(PackedLinear&&) noexcept = default;
 
 int64_t PackedLinear::n() const { return impl_->n; }
 int64_t PackedLinear::k() const { return impl_->k; }
-const float* PackedLinear::bias() const { return impl_->bias.empty() ? nullptr : impl_->bias.data(); }
+const float* PackedLinear::bias() const
+{
+    return impl_->bias.empty() ? nullptr : impl_->bias.data();
+}
 
 void PackedLinear::unpack(float* w) const
 {
     const Impl& s = *impl_;
     for (int64_t col = 0; col < s.n; ++col) {
-        const float* panel = s.packed.get() + (col / kPanelWidth) * kPanelWidth * s.k;
-        for (int64_t i = 0; i < s.k; ++i) w[col * s.k + i] = panel[i * kPanelWidth + col % kPanelWidth];
+        const float* panel = s.packed.get() + (col / kPanelWidth) * kPanelWidth * s.k +
+                             col % kPanelWidth;
+        for (int64_t i = 0; i < s.k; ++i) w[col * s.k + i] = panel[i * kPanelWidth];
     }
 }
 
@@ -182,27 +189,68 @@ struct GemmProblem {
     const float* bias;
 };
 
+// Length of the blocks k is cut into: a row tile's x block (8 x 512 floats with AVX-512)
+// stays in L1 and more weight columns fit the L2 column block. Up to kMaxUnblockedK, k is
+// not cut at all.
+constexpr int64_t kKBlock = 512;
+constexpr int64_t kMaxUnblockedK = 768;
+
+int64_t k_block(int64_t k)
+{
+    if (k <= kMaxUnblockedK) return std::max<int64_t>(k, 1);
+    const int64_t blocks = (k + kKBlock - 1) / kKBlock;
+    return (k + blocks - 1) / blocks;
+}
+
+// Per-thread scratch for an item's partial sums, reused across calls.
+float* item_scratch(size_t floats)
+{
+    thread_local std::vector<float> buffer;
+    if (buffer.size() < floats + 16) buffer.resize(floats + 16);
+    const auto address = reinterpret_cast<uintptr_t>(buffer.data());
+    return buffer.data() + ((64 - address % 64) % 64) / sizeof(float);
+}
+
 // Rows [row_begin, row_end) times column tiles [tile_begin, tile_end): one work item.
-// Every row tile sweeps the item's column tiles, so its x rows stay in L1 while the item's
-// packed weights (at most kColumnBlockBytes) stay in L2.
+// For each block of k, every row tile sweeps the item's column tiles, so its x block stays
+// in L1 while the item's packed weights for that k block stay in L2. Partial sums wait in
+// per-tile scratch; the last k block runs the epilogue into y.
 void gemm_item(const GemmProblem& g, const GemmKernels& kern, int64_t row_begin,
                int64_t row_end, int64_t tile_begin, int64_t tile_end)
 {
     const int tile_cols = kPanelWidth * kern.tile_panels;
+    const int64_t tile_floats = int64_t(kern.tile_rows) * tile_cols;
     const int64_t panel_stride = kPanelWidth * g.k;
-    alignas(64) float c[16 * 64];
+    const int64_t kc = k_block(g.k);
+    const bool blocked = kc < g.k;
+    alignas(64) float single_tile[16 * 64];
+    float* scratch = single_tile;
+    if (blocked) {
+        const int64_t row_tiles = (row_end - row_begin + kern.tile_rows - 1) / kern.tile_rows;
+        scratch = item_scratch(static_cast<size_t>(row_tiles * (tile_end - tile_begin) *
+                                                   tile_floats));
+    }
 
-    for (int64_t row = row_begin; row < row_end; row += kern.tile_rows) {
-        const int rows = static_cast<int>(std::min<int64_t>(kern.tile_rows, row_end - row));
-        for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
-            const int64_t col = tile * tile_cols;
-            const int cols = static_cast<int>(std::min<int64_t>(tile_cols, g.n - col));
-            const int panels = (cols + kPanelWidth - 1) / kPanelWidth;
-            kern.tile(rows, panels, g.k, g.x + row * g.ldx, g.ldx,
-                      g.packed + (col / kPanelWidth) * panel_stride, panel_stride, c);
-            kern.epilogue(rows, cols, c, tile_cols, g.bias ? g.bias + col : nullptr, g.act,
-                          g.residual ? g.residual + row * g.ldr + col : nullptr, g.ldr,
-                          g.y + row * g.ldy + col, g.ldy);
+    for (int64_t k0 = 0; k0 == 0 || k0 < g.k; k0 += kc) {
+        const int64_t depth = std::min(kc, g.k - k0);
+        const bool last = k0 + depth >= g.k;
+        float* c = scratch;
+        for (int64_t row = row_begin; row < row_end; row += kern.tile_rows) {
+            const int rows = static_cast<int>(std::min<int64_t>(kern.tile_rows, row_end - row));
+            for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
+                const int64_t col = tile * tile_cols;
+                const int cols = static_cast<int>(std::min<int64_t>(tile_cols, g.n - col));
+                const int panels = (cols + kPanelWidth - 1) / kPanelWidth;
+                kern.tile(rows, panels, depth, g.x + row * g.ldx + k0, g.ldx,
+                          g.packed + (col / kPanelWidth) * panel_stride + k0 * kPanelWidth,
+                          panel_stride, c, k0 > 0);
+                if (last) {
+                    kern.epilogue(rows, cols, c, tile_cols, g.bias ? g.bias + col : nullptr,
+                                  g.act, g.residual ? g.residual + row * g.ldr + col : nullptr,
+                                  g.ldr, g.y + row * g.ldy + col, g.ldy);
+                }
+                if (blocked) c += tile_floats;
+            }
         }
     }
 }
@@ -228,7 +276,7 @@ ItemGrid item_grid(int64_t m, int64_t k, int64_t col_tiles, const GemmKernels& k
     grid.chunk_rows = chunk_tiles * kern.tile_rows;
     grid.row_chunks = (row_tiles + chunk_tiles - 1) / chunk_tiles;
 
-    const int64_t tile_bytes = std::max<int64_t>(kPanelWidth * kern.tile_panels * k * 4, 1);
+    const int64_t tile_bytes = kPanelWidth * kern.tile_panels * k_block(k) * 4;
     const int64_t l2_tiles = std::max<int64_t>(kColumnBlockBytes / tile_bytes, 1);
     const int64_t wanted_blocks =
         threads > 1 ? (kItemsPerThread * threads + grid.row_chunks - 1) / grid.row_chunks : 1;

@@ -14,13 +14,14 @@ constexpr int kTileRows = 6;
 constexpr int kTileLd = kPanelWidth;
 
 template <int R>
-void tile_f32_avx2(int64_t k, const float* x, int64_t ldx, const float* w, float* c)
+void tile_f32_avx2(int64_t k, const float* x, int64_t ldx, const float* w, float* c,
+                   bool accumulate)
 {
     __m256 acc[R][2];
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
-        acc[r][0] = _mm256_setzero_ps();
-        acc[r][1] = _mm256_setzero_ps();
+        acc[r][0] = accumulate ? _mm256_load_ps(c + r * kTileLd) : _mm256_setzero_ps();
+        acc[r][1] = accumulate ? _mm256_load_ps(c + r * kTileLd + 8) : _mm256_setzero_ps();
     }
 
     for (int64_t i = 0; i < k; ++i) {
@@ -42,13 +43,13 @@ void tile_f32_avx2(int64_t k, const float* x, int64_t ldx, const float* w, float
 }
 
 void gemm_tile_f32_avx2(int rows, int panels, int64_t k, const float* x, int64_t ldx,
-                        const float* w, int64_t panel_stride, float* c)
+                        const float* w, int64_t panel_stride, float* c, bool accumulate)
 {
-    using tile_fn = void (*)(int64_t, const float*, int64_t, const float*, float*);
+    using tile_fn = void (*)(int64_t, const float*, int64_t, const float*, float*, bool);
     static constexpr tile_fn kTable[kTileRows] = {tile_f32_avx2<1>, tile_f32_avx2<2>,
                                                   tile_f32_avx2<3>, tile_f32_avx2<4>,
                                                   tile_f32_avx2<5>, tile_f32_avx2<6>};
-    kTable[rows - 1](k, x, ldx, w, c);
+    kTable[rows - 1](k, x, ldx, w, c, accumulate);
 }
 
 inline __m256 activate(Activation act, __m256 v)

@@ -18,13 +18,16 @@ constexpr int kTileLd = kPanelWidth * kTilePanels;
 
 template <int R, int P>
 void tile_f32_avx512(int64_t k, const float* x, int64_t ldx, const float* w,
-                     int64_t panel_stride, float* c)
+                     int64_t panel_stride, float* c, bool accumulate)
 {
     __m512 acc[R][P];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 3
-        for (int p = 0; p < P; ++p) acc[r][p] = _mm512_setzero_ps();
+        for (int p = 0; p < P; ++p) {
+            acc[r][p] = accumulate ? _mm512_load_ps(c + r * kTileLd + p * kPanelWidth)
+                                   : _mm512_setzero_ps();
+        }
     }
 
     for (int64_t i = 0; i < k; ++i) {
@@ -46,7 +49,7 @@ void tile_f32_avx512(int64_t k, const float* x, int64_t ldx, const float* w,
     }
 }
 
-using tile_fn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*);
+using tile_fn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, bool);
 
 template <int R>
 constexpr tile_fn tile_for_panels(int panels)
@@ -56,7 +59,7 @@ constexpr tile_fn tile_for_panels(int panels)
 }
 
 void gemm_tile_f32_avx512(int rows, int panels, int64_t k, const float* x, int64_t ldx,
-                          const float* w, int64_t panel_stride, float* c)
+                          const float* w, int64_t panel_stride, float* c, bool accumulate)
 {
     static constexpr tile_fn kTable[kTileRows][kTilePanels] = {
         {tile_for_panels<1>(1), tile_for_panels<1>(2), tile_for_panels<1>(3)},
@@ -68,7 +71,7 @@ void gemm_tile_f32_avx512(int rows, int panels, int64_t k, const float* x, int64
         {tile_for_panels<7>(1), tile_for_panels<7>(2), tile_for_panels<7>(3)},
         {tile_for_panels<8>(1), tile_for_panels<8>(2), tile_for_panels<8>(3)},
     };
-    kTable[rows - 1][panels - 1](k, x, ldx, w, panel_stride, c);
+    kTable[rows - 1][panels - 1](k, x, ldx, w, panel_stride, c, accumulate);
 }
 
 inline __m512 activate(Activation act, __m512 v)
@@ -96,7 +99,9 @@ void gemm_epilogue_f32_avx512(int rows, int cols, const float* c, int64_t ldc,
             __m512 v = _mm512_load_ps(c + r * ldc + j);
             if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(lanes, bias + j));
             v = activate(act, v);
-            if (residual) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(lanes, residual + r * ldr + j));
+            if (residual) {
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(lanes, residual + r * ldr + j));
+            }
             _mm512_mask_storeu_ps(y + r * ldy + j, lanes, v);
         }
     }

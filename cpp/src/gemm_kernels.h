@@ -22,8 +22,12 @@ namespace padfree {
 
 inline constexpr int kPanelWidth = 16;
 
+// `accumulate`: start from the values in c (a partial sum over earlier k) instead of zero.
+// Storing a partial as float32 and loading it back is exact, so splitting k into blocks
+// leaves every element's FMA chain, and its result, unchanged.
 using gemm_tile_fn = void (*)(int rows, int panels, int64_t k, const float* x, int64_t ldx,
-                              const float* w, int64_t panel_stride, float* c);
+                              const float* w, int64_t panel_stride, float* c,
+                              bool accumulate);
 
 // y[r, j] = act(c[r, j] + bias[j]) + residual[r, j] for r < rows, j < cols. bias and
 // residual may be null. y may alias residual.

@@ -10,7 +10,6 @@
 
 #include "padfree/parallel.h"
 
-
 namespace padfree {
 namespace {
 

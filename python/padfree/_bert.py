@@ -307,6 +307,9 @@ class BertModel:
     def from_state_dict(cls, state_dict, config, *, num_threads=None) -> "BertModel":
         """Build from a mapping of Hugging Face names to float32 arrays and a config dict."""
         if not isinstance(config, BertConfig):
+            if not hasattr(config, "keys"):
+                raise TypeError(f"config must be a mapping (config.json's contents) or a "
+                                f"BertConfig, got {type(config).__name__}")
             config = BertConfig.from_dict(dict(config))
         arrays = {}
         for name, value in state_dict.items():

@@ -18,6 +18,11 @@ __all__ = [
 ]
 
 
+# More OpenMP threads than this is a mistake, not a request: libgomp would try to start
+# them all (and C++ takes an int).
+MAX_THREADS = 4096
+
+
 def shape_str(shape) -> str:
     return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
@@ -57,4 +62,6 @@ def check_num_threads(num_threads) -> int:
         ) from None
     if count < 1:
         raise ValueError(f"num_threads must be a positive int or None, got {count}")
+    if count > MAX_THREADS:
+        raise ValueError(f"num_threads must be at most {MAX_THREADS}, got {count}")
     return count

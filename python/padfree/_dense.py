@@ -205,8 +205,8 @@ def layer_norm(x, gamma, beta, eps=1e-5, residual=None, num_threads=None):
         >>> import numpy as np, padfree
         >>> x = np.array([[1.0, 2.0, 3.0]], np.float32)
         >>> d = np.ones(3, np.float32), np.zeros(3, np.float32)
-        >>> np.round(padfree.layer_norm(x, *d), 4).tolist()
-        [[-1.2247, 0.0, 1.2247]]
+        >>> [round(v, 4) for v in padfree.layer_norm(x, *d)[0].tolist()]
+        [-1.2247, 0.0, 1.2247]
     """
     x = _float32(x, "x")
     if x.ndim == 0:
@@ -220,6 +220,7 @@ def layer_norm(x, gamma, beta, eps=1e-5, residual=None, num_threads=None):
                 f"{name} must have shape ({d},) (the last axis of x), got "
                 f"{shape_str(value.shape)}"
             )
+        _check_finite(value, name)
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
         raise TypeError(f"eps must be a float, got {type(eps).__name__}")
     if not (float(eps) > 0.0 and np.isfinite(eps)):

@@ -119,7 +119,7 @@ class Encoder:
         heads = _positive_int(num_heads, "num_heads")
         if not isinstance(norm_first, (bool, np.bool_)):
             raise TypeError(f"norm_first must be a bool, got {type(norm_first).__name__}")
-        if activation not in _ACTIVATIONS:
+        if not isinstance(activation, str) or activation not in _ACTIVATIONS:
             raise ValueError(
                 f"activation must be one of {', '.join(map(repr, _ACTIVATIONS))}, "
                 f"got {activation!r}"
@@ -363,6 +363,14 @@ class EncoderLayer(Encoder):
 
     The same as a one-layer :class:`Encoder` without final norm, whose state-dict keys carry
     no ``layers.{i}.`` prefix (``self_attn.in_proj_weight``, ``linear1.weight``, ...).
+    Called like :class:`Encoder`: ``layer(x, lengths=...)`` with ``x`` of shape (B, L, D).
+
+    Example (PyTorch needed only for the import):
+        >>> import torch, padfree                                      # doctest: +SKIP
+        >>> torch_layer = torch.nn.TransformerEncoderLayer(16, 4, 32)  # doctest: +SKIP
+        >>> layer = padfree.EncoderLayer.from_torch(torch_layer.eval())  # doctest: +SKIP
+        >>> layer(x, lengths=[3, 5]).shape                              # doctest: +SKIP
+        (2, 5, 16)
     """
 
     _prefixed = False
@@ -505,7 +513,10 @@ def _cu_seqlens(cu_seqlens, tokens):
         raise TypeError(f"cu_seqlens must be an integer array, got dtype {array.dtype}")
     if array.ndim != 1 or array.size < 1:
         raise ValueError(f"cu_seqlens must have shape (B + 1,), got {shape_str(array.shape)}")
-    if array[0] != 0 or array[-1] != tokens or (np.diff(array) < 0).any():
+    # Range first, then order in int64: np.diff of unsigned offsets wraps instead of going
+    # negative, so a huge uint64 entry would otherwise pass and become negative in C++.
+    if (array.min() < 0 or array.max() > tokens or array[0] != 0 or array[-1] != tokens
+            or (np.diff(array.astype(np.int64)) < 0).any()):
         raise ValueError(f"cu_seqlens must rise from 0 to {tokens} (the rows of x_packed) "
                          f"without decreasing, got {array.tolist()}")
     return np.ascontiguousarray(array, dtype=np.int64)
@@ -573,5 +584,5 @@ def _window(window):
                             f"got {type(value).__name__}") from None
         if number < 0:
             raise ValueError(f"window ({side}) must be a non-negative int or None, got {number}")
-        bounds.append(number)
+        bounds.append(min(number, 2**62))  # beyond any length; fits C++'s int64
     return tuple(bounds)

@@ -218,7 +218,7 @@ class SentenceEncoder:
             if mask.shape != ids.shape:
                 raise ValueError(f"attention_mask has shape {shape_str(mask.shape)} but "
                                  f"input_ids has {shape_str(ids.shape)}")
-            keep = mask.astype(bool)
+            keep = self.model._check_mask(mask, ids.shape)
             return [row[k].astype(np.int64) for row, k in zip(ids, keep)]
         lists = []
         for index, row in enumerate(input_ids):

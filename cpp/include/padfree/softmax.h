@@ -3,7 +3,8 @@
 // A row has `n` entries of which only the first `valid` are read; entries from `valid` to
 // `n` are written as zero and never read. Inside the valid prefix an optional boolean
 // `keep` row (nonzero = take part) and an optional additive `bias` row apply. A row with
-// nothing kept, or whose kept scores are all -inf, becomes all zeros.
+// nothing kept, or whose kept scores are all -inf, becomes all zeros. A NaN or +inf among
+// the kept scores makes the kept entries NaN; removed and padded entries stay zero.
 #pragma once
 
 #include <cstdint>

@@ -1,0 +1,381 @@
+"""A sweep of odd inputs through every public entry point.
+
+Each public function must either give the right answer or raise TypeError/ValueError naming
+the argument; it must never crash, hang, leak a pybind11 "incompatible function arguments"
+message, or modify the caller's arrays. Also: one object called from many Python threads,
+and the package's public surface (import side effects, __all__, docstrings, the CLI).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from _bert_reference import random_checkpoint
+from encoder_reference import random_state
+
+import padfree
+
+D, HEADS, FF = 16, 2, 24
+
+
+@pytest.fixture(scope="module")
+def models():
+    rng = np.random.default_rng(20261203)
+    encoder = padfree.Encoder.from_state_dict(
+        random_state(rng, 2, D, FF, final_norm=True), num_heads=HEADS)
+    config, weights = random_checkpoint(rng, vocab=50, max_positions=12)
+    bert = padfree.BertModel.from_state_dict(weights, config)
+    return encoder, bert
+
+
+def f32(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def _raises_named(error, name, call):
+    """`call` raises `error` whose message names `name` (not a pybind11 signature dump)."""
+    with pytest.raises(error) as info:
+        call()
+    message = str(info.value)
+    assert name in message, message
+    assert "incompatible function arguments" not in message, message
+
+
+# ---------------------------------------------------------------- crashes and leaked errors
+
+
+def test_forward_packed_rejects_wrapping_uint64_offsets(models, rng):
+    # np.diff of uint64 offsets never goes negative: 2**64 - 1 used to pass the check,
+    # become -1 as int64 and corrupt the heap in C++.
+    encoder, _ = models
+    x = f32(rng, 5, D)
+    for cu in (np.array([0, 2**64 - 1, 5], np.uint64), np.array([0, 2**63, 5], np.uint64)):
+        _raises_named(ValueError, "cu_seqlens", lambda: encoder.forward_packed(x, cu))
+    # Unsigned offsets that are in range still work and match int64 ones.
+    good = encoder.forward_packed(x, np.array([0, 2, 5], np.uint32))
+    np.testing.assert_array_equal(good, encoder.forward_packed(x, [0, 2, 5]))
+
+
+@pytest.mark.parametrize("window, same_as", [(2**70, None), ((2**63, 1), (None, 1)),
+                                              ((1, 2**64), (1, None))])
+def test_encoder_huge_window_means_unbounded(models, rng, window, same_as):
+    # A bound beyond int64 used to leak pybind11's "incompatible function arguments".
+    encoder, _ = models
+    x = f32(rng, 2, 5, D)
+    expected = encoder(x, lengths=[5, 3], window=same_as)
+    np.testing.assert_array_equal(encoder(x, lengths=[5, 3], window=window), expected)
+    np.testing.assert_array_equal(
+        encoder.forward_packed(x[0], [0, 5], window=window), expected[0])
+
+
+@pytest.mark.parametrize("count", [2**31, 2**40, 10**6])
+def test_num_threads_too_large_is_a_clear_error(models, rng, count):
+    encoder, bert = models
+    calls = [
+        lambda: padfree.masked_softmax(f32(rng, 2, 3), num_threads=count),
+        lambda: padfree.layer_norm(f32(rng, 2, 3), np.ones(3, np.float32),
+                                   np.zeros(3, np.float32), num_threads=count),
+        lambda: padfree.linear(f32(rng, 2, 3), f32(rng, 4, 3), num_threads=count),
+        lambda: padfree.attention(*f32(rng, 3, 1, 1, 2, 4), num_threads=count),
+        lambda: encoder(f32(rng, 1, 2, D), num_threads=count),
+        lambda: bert(np.ones((1, 3), np.int64), num_threads=count),
+    ]
+    for call in calls:
+        _raises_named(ValueError, "num_threads", call)
+
+
+def test_encoder_activation_of_wrong_type_is_named(rng):
+    state = random_state(rng, 1, D, FF)
+    _raises_named(ValueError, "activation", lambda: padfree.Encoder.from_state_dict(
+        state, num_heads=HEADS, activation=["relu"]))
+
+
+def test_bert_config_of_wrong_type_is_named(rng):
+    config, weights = random_checkpoint(rng)
+    _raises_named(TypeError, "config", lambda: padfree.BertModel.from_state_dict(weights, [1]))
+
+
+# ---------------------------------------------------------------- non-finite weights
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("name", ["gamma", "beta"])
+def test_layer_norm_rejects_non_finite_parameters(rng, bad, name):
+    params = {"gamma": f32(rng, 7), "beta": f32(rng, 7)}
+    params[name][3] = bad
+    _raises_named(ValueError, name,
+                  lambda: padfree.layer_norm(f32(rng, 2, 7), params["gamma"], params["beta"]))
+
+
+# ---------------------------------------------------------------- SentenceEncoder masks
+
+
+@pytest.mark.parametrize("mask", [np.full((2, 6), 2), np.full((2, 6), 0.5),
+                                  np.full((2, 6), "a"), np.ones((2, 5), np.int64)])
+def test_sentence_encoder_rejects_bad_attention_mask(models, rng, mask):
+    _, bert = models
+    encoder = padfree.SentenceEncoder(bert)
+    ids = rng.integers(0, 50, (2, 6))
+    with pytest.raises((TypeError, ValueError)) as info:
+        encoder.encode(input_ids=ids, attention_mask=mask)
+    assert "attention_mask" in str(info.value)
+
+
+def test_sentence_encoder_float_and_bool_masks_agree(models, rng):
+    _, bert = models
+    encoder = padfree.SentenceEncoder(bert)
+    ids = rng.integers(0, 50, (2, 6))
+    keep = np.arange(6)[None] < np.array([[6], [3]])
+    expected = encoder.encode(input_ids=ids, attention_mask=keep)
+    for mask in (keep.astype(np.int32), keep.astype(np.float32)):
+        np.testing.assert_array_equal(
+            encoder.encode(input_ids=ids, attention_mask=mask), expected)
+
+
+# ---------------------------------------------------------------- empty batches
+
+
+def test_empty_batches_everywhere(models, rng):
+    encoder, bert = models
+    assert padfree.masked_softmax(np.zeros((0, 4), np.float32)).shape == (0, 4)
+    assert padfree.masked_softmax(np.zeros((3, 0), np.float32), lengths=[0, 0, 0]).shape == (3, 0)
+    assert padfree.linear(np.zeros((0, 3), np.float32), f32(rng, 4, 3)).shape == (0, 4)
+    assert padfree.layer_norm(np.zeros((0, 3), np.float32), np.ones(3, np.float32),
+                              np.zeros(3, np.float32)).shape == (0, 3)
+    for shape in ((0, 2, 5, 4), (2, 2, 0, 4)):
+        q = np.zeros(shape, np.float32)
+        assert padfree.attention(q, q, q).shape == shape
+    q = f32(rng, 2, 2, 5, 4)
+    assert not padfree.attention(q, q, q, lengths=[0, 0]).any()
+    for x, kwargs in ((np.zeros((0, 5, D), np.float32), {}),
+                      (np.zeros((2, 0, D), np.float32), {}),
+                      (f32(rng, 2, 5, D), {"lengths": [0, 0]}),
+                      (f32(rng, 2, 5, D), {"src_key_padding_mask": np.ones((2, 5), bool)})):
+        y = encoder(x, **kwargs)
+        assert y.shape == x.shape and not y.any()
+    assert encoder.forward_packed(np.zeros((0, D), np.float32), [0, 0, 0]).shape == (0, D)
+    out = bert(np.zeros((0, 6), np.int64))
+    assert out.last_hidden_state.shape == (0, 6, 32) and out.pooler_output.shape == (0, 32)
+    out = bert(np.ones((2, 6), np.int64), np.zeros((2, 6), np.int64))
+    assert not out.last_hidden_state.any() and not out.pooler_output.any()
+    assert padfree.SentenceEncoder(bert).encode(input_ids=[]).shape == (0, 32)
+
+
+# ---------------------------------------------------------------- layouts
+
+
+def _layouts(array):
+    """The same values as C order, Fortran order, negative strides and read-only."""
+    flipped = np.ascontiguousarray(array[..., ::-1])[..., ::-1]
+    read_only = array.copy()
+    read_only.flags.writeable = False
+    return [np.asfortranarray(array), flipped, read_only]
+
+
+def test_layouts_give_identical_results(models, rng):
+    encoder, bert = models
+    x = f32(rng, 2, 5, D)
+    expected = encoder(x, lengths=[5, 2])
+    for variant in _layouts(x):
+        np.testing.assert_array_equal(encoder(variant, lengths=[5, 2]), expected)
+    q = f32(rng, 2, 2, 5, 4)
+    expected = padfree.attention(q, q, q, lengths=[5, 2])
+    for variant in _layouts(q):
+        np.testing.assert_array_equal(padfree.attention(variant, variant, variant,
+                                                        lengths=[5, 2]), expected)
+    w, rows = f32(rng, 6, 5), f32(rng, 7, 5)
+    expected = padfree.linear(rows, w)
+    for variant in _layouts(rows):
+        np.testing.assert_array_equal(padfree.linear(variant, w), expected)
+    ids = rng.integers(0, 50, (2, 6))
+    expected = bert(ids).last_hidden_state
+    for variant in _layouts(ids):
+        np.testing.assert_array_equal(bert(variant).last_hidden_state, expected)
+
+
+def test_lengths_dtypes_and_lists_agree(models, rng):
+    encoder, _ = models
+    x = f32(rng, 3, 5, D)
+    expected = encoder(x, lengths=np.array([5, 0, 2], np.int64))
+    for lengths in ([5, 0, 2], np.array([5, 0, 2], np.int32), np.array([5, 0, 2], np.uint8)):
+        np.testing.assert_array_equal(encoder(x, lengths=lengths), expected)
+    np.testing.assert_array_equal(encoder(x.tolist(), lengths=[5, 0, 2]), expected)
+
+
+# ---------------------------------------------------------------- caller arrays unchanged
+
+
+def _every_public_call(models, rng):
+    """(name, callable, arrays it receives) for each public entry point."""
+    encoder, bert = models
+    scores, mask = f32(rng, 2, 3, 6), rng.random((2, 1, 6)) > 0.3
+    q, k, v = f32(rng, 3, 2, 2, 6, 4)
+    attn_mask = f32(rng, 6, 6)
+    x, w, b, res = f32(rng, 4, 5), f32(rng, 3, 5), f32(rng, 3), f32(rng, 4, 3)
+    gamma, beta = f32(rng, 5), f32(rng, 5)
+    batch, kpm = f32(rng, 2, 6, D), np.array([[0, 1, 0, 0, 1, 1], [0] * 6], bool)
+    packed, cu = f32(rng, 7, D), np.array([0, 4, 7])
+    ids, keep = rng.integers(0, 50, (2, 6)), np.array([[1, 1, 0, 1, 1, 0], [1] * 6])
+    layer = padfree.Linear(w, b, "gelu")
+    sentences = padfree.SentenceEncoder(bert, pooling="max")
+    lengths = np.array([6, 3])
+    return [
+        ("masked_softmax", lambda: padfree.masked_softmax(scores, mask, lengths=lengths),
+         [scores, mask, lengths]),
+        ("attention", lambda: padfree.attention(q, k, v, key_padding_mask=kpm,
+                                                attn_mask=attn_mask, is_causal=True),
+         [q, k, v, kpm, attn_mask]),
+        ("linear", lambda: padfree.linear(x, w, b, "relu", residual=res), [x, w, b, res]),
+        ("Linear", lambda: layer(x, residual=res), [x, res]),
+        ("layer_norm", lambda: padfree.layer_norm(x, gamma, beta, residual=x),
+         [x, gamma, beta]),
+        ("Encoder", lambda: encoder(batch, src_key_padding_mask=kpm, src_mask=attn_mask),
+         [batch, kpm, attn_mask]),
+        ("Encoder.forward_packed", lambda: encoder.forward_packed(packed, cu), [packed, cu]),
+        ("BertModel", lambda: bert(ids, keep), [ids, keep]),
+        ("BertModel.forward_packed", lambda: bert.forward_packed(ids.ravel(), [0, 5, 12]),
+         [ids]),
+        ("SentenceEncoder.encode", lambda: sentences.encode(input_ids=ids, attention_mask=keep),
+         [ids, keep]),
+    ]
+
+
+def test_inputs_are_never_modified(models, rng):
+    for name, call, arrays in _every_public_call(models, rng):
+        before = [a.copy() for a in arrays]
+        result = call()
+        for index, (old, new) in enumerate(zip(before, arrays)):
+            np.testing.assert_array_equal(new, old, err_msg=f"{name} changed argument {index}")
+        outputs = [result] if isinstance(result, np.ndarray) else list(
+            getattr(result, "values", lambda: [])())
+        for output in outputs:
+            assert not any(np.may_share_memory(output, a) for a in arrays), name
+
+
+def test_weights_are_copied_at_load(rng):
+    w, b = f32(rng, 3, 5), f32(rng, 3)
+    x = f32(rng, 2, 5)
+    layer = padfree.Linear(w, b)
+    expected = layer(x)
+    w[:] = 0
+    b[:] = 0
+    np.testing.assert_array_equal(layer(x), expected)
+    state = random_state(rng, 1, D, FF)
+    encoder = padfree.Encoder.from_state_dict(state, num_heads=HEADS)
+    batch = f32(rng, 1, 4, D)
+    expected = encoder(batch)
+    for value in state.values():
+        value[...] = 0
+    np.testing.assert_array_equal(encoder(batch), expected)
+
+
+# ---------------------------------------------------------------- threads
+
+
+def _concurrent(call, arguments, workers=8):
+    """Run `call` on every argument from `workers` Python threads at once."""
+    results = [None] * len(arguments)
+    errors = []
+    start = threading.Barrier(workers)
+
+    def work(worker):
+        start.wait()
+        try:
+            for index in range(worker, len(arguments), workers):
+                results[index] = call(arguments[index])
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return results
+
+
+def test_one_object_many_python_threads(models, rng):
+    encoder, bert = models
+    layer = padfree.Linear(f32(rng, 24, D), f32(rng, 24), "gelu_tanh")
+    cases = [
+        (layer, [f32(rng, int(n), D) for n in rng.integers(1, 40, 24)]),
+        (lambda a: encoder(a[0], lengths=a[1], num_threads=1),
+         [(f32(rng, 3, 9, D), rng.integers(0, 10, 3)) for _ in range(24)]),
+        (lambda ids: bert(ids).last_hidden_state, [rng.integers(0, 50, (2, int(n)))
+                                                   for n in rng.integers(1, 12, 24)]),
+    ]
+    for call, arguments in cases:
+        serial = [call(a) for a in arguments]
+        parallel = _concurrent(call, arguments)
+        for one, other in zip(serial, parallel):
+            np.testing.assert_array_equal(other, one)
+
+
+# ---------------------------------------------------------------- public surface
+
+
+def test_public_api_is_documented():
+    assert isinstance(padfree.__version__, str) and padfree.__version__[0].isdigit()
+    for name in padfree.__all__:
+        if name == "__version__":
+            continue
+        obj = getattr(padfree, name)
+        doc = obj.__doc__ or ""
+        assert len(doc) > 80, f"padfree.{name} has no real docstring"
+        assert ">>>" in doc, f"padfree.{name}'s docstring has no example"
+
+
+def test_logger_is_silent_by_default():
+    import logging
+
+    logger = logging.getLogger("padfree")
+    assert any(isinstance(h, logging.NullHandler) for h in logger.handlers)
+    assert logger.level == logging.NOTSET
+
+
+def _python(code_or_args):
+    return subprocess.run([sys.executable, *code_or_args], capture_output=True, text=True,
+                          timeout=120, env=_env())
+
+
+def _env():
+    import os
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return env
+
+
+def test_import_pulls_in_no_heavy_dependency():
+    result = _python(["-c", "import sys, padfree; print(sorted(m for m in ("
+                            "'torch', 'onnxruntime', 'tokenizers', 'transformers', 'tqdm') "
+                            "if m in sys.modules))"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    assert result.stderr == ""
+
+
+def test_cli_help():
+    result = _python(["-m", "padfree", "--help"])
+    assert result.returncode == 0, result.stderr
+    for command in ("embed", "bench"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("name", [n for n in padfree.__all__ if n != "__version__"])
+def test_docstring_examples_run(name):
+    # The examples are the first code a user copies: run them (examples that need a model
+    # directory or torch are marked +SKIP in place).
+    import doctest
+
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    obj = getattr(padfree, name)
+    for test in finder.find(obj, f"padfree.{name}", globs={"padfree": padfree, "np": np}):
+        runner.run(test)
+    assert runner.failures == 0, f"padfree.{name}: {runner.failures} failing example(s)"
