@@ -17,13 +17,24 @@ import sys
 SYSTEMS = ["padfree", "ctranslate2", "onnxruntime", "torch"]
 
 
-def load(path):
+def load(path, interleaved=False):
+    """(workload, system) -> median and sizes, from the sequential groups or, with
+    `interleaved`, from the round-robin bench_interleaved results."""
     with open(path, encoding="utf-8") as handle:
         data = json.load(handle)
     rows = {}
     for bench in data.get("benchmarks", []):
         info = bench.get("extra_info", {})
-        if "system" not in info:
+        if interleaved and "system" not in info and "workload" in info:
+            for key, value in info.items():
+                if key.startswith("median_ms_"):
+                    rows[info["workload"], key[len("median_ms_"):]] = dict(
+                        median_ms=value, valid_tokens=info["valid_tokens"],
+                        padded_tokens=info["padded_tokens"],
+                        padding_ratio=round(1 - info["valid_tokens"] / info["padded_tokens"], 3),
+                        valid_gflop=None)
+            continue
+        if interleaved or "system" not in info:
             continue
         rows[info["workload"], info["system"]] = dict(
             median_ms=bench["stats"]["median"] * 1e3,
@@ -70,6 +81,10 @@ def plot(rows, output):
         points = [(rows[w, system]["padding_ratio"],
                    rows[w, system]["median_ms"] / rows[w, system]["valid_gflop"])
                   for w in workloads if (w, system) in rows and rows[w, system]["valid_gflop"]]
+        if not points:  # interleaved results carry no FLOP counts: per 1000 valid tokens
+            points = [(rows[w, system]["padding_ratio"],
+                       rows[w, system]["median_ms"] / rows[w, system]["valid_tokens"] * 1e3)
+                      for w in workloads if (w, system) in rows]
         scatter.scatter(*zip(*points), label=system, s=40)
     bars.set_xticks([j + 0.4 - width / 2 for j in range(len(workloads))], workloads)
     bars.set_yscale("log")
@@ -92,10 +107,17 @@ def main(argv=None) -> int:
     parser.add_argument("png", nargs="?", default="peers.png")
     args = parser.parse_args(argv)
     rows = load(args.json)
-    if not rows:
+    interleaved = load(args.json, interleaved=True)
+    if not rows and not interleaved:
         print(f"{args.json} holds no bench_peers results", file=sys.stderr)
         return 1
-    print(table(rows))
+    if rows:
+        print("sequential groups, median ms:")
+        print(table(rows))
+    if interleaved:
+        print("interleaved (round-robin, same background load), median ms:")
+        print(table(interleaved))
+    rows = rows or interleaved
     try:
         plot(rows, args.png)
     except ImportError:

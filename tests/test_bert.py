@@ -41,13 +41,13 @@ def _golden_batch():
 
 
 @needs_minilm
-def test_golden_last_hidden_state(minilm, num_threads):
+def test_golden_last_hidden_state(minilm, num_threads, isa):
     ids, mask, types = _golden_batch()
     out = minilm.model(ids, mask, types, num_threads=num_threads)
     hidden = out.last_hidden_state
     assert hidden.dtype == np.float32 and hidden.shape == ids.shape + (384,)
     # transformers runs the same float32 graph with other summation orders; over 6 layers the
-    # measured gap is ~3e-6 (hidden values are O(1)), the issue's bound is 1e-4.
+    # measured gap is 4.7e-6 (scalar) to 6.1e-6 (AVX-512); the issue's bound is 1e-4.
     np.testing.assert_allclose(hidden[mask.astype(bool)], GOLDEN["hidden"], rtol=0, atol=1e-4)
     assert not hidden[~mask.astype(bool)].any()
     assert out.pooler_output.shape == (ids.shape[0], 384)
@@ -88,26 +88,30 @@ def test_golden_pretokenized(minilm):
     np.testing.assert_array_equal(minilm.encode(input_ids=ragged, batch_size=4), got)
 
 
-@pytest.mark.slow
-@needs_minilm
-def test_float64_error_bound(minilm):
-    """Measured: max abs error of padfree's float32 forward vs a float64 reference of the
-    real MiniLM weights on the golden sentences. The bound asserted is ~4x the measured
-    value, so a kernel that loses accuracy shows up here before it shows up against peers."""
-    ids, mask, types = _golden_batch()
+@pytest.fixture(scope="module")
+def minilm_float64():
+    """float64 forward of the real MiniLM weights on the golden sentences."""
     from padfree.safetensors import open_checkpoint
 
     with open(pathlib.Path(MINILM) / "config.json") as handle:
         config = json.load(handle)
-    weights = dict(open_checkpoint(MINILM))
-    reference, pooled = bert_reference(weights, config, ids, mask, types)
+    return bert_reference(dict(open_checkpoint(MINILM)), config, *_golden_batch())
+
+
+@pytest.mark.slow
+@needs_minilm
+def test_float64_error_bound(minilm, minilm_float64, isa):
+    """padfree's float32 forward against float64 on the real MiniLM weights. Measured max abs
+    error: 3.5e-6 (scalar), 4.8e-6 (AVX2), 5.1e-6 (AVX-512), for hidden values up to ~10;
+    transformers' own float32 forward is 2.6e-6 from the same reference. The bound is ~3x
+    the worst measured value, so a kernel that loses accuracy shows up here first."""
+    ids, mask, types = _golden_batch()
+    reference, pooled = minilm_float64
     out = minilm.model(ids, mask, types)
     error = np.abs(out.last_hidden_state - reference).max()
-    print(f"MiniLM float32 vs float64: max abs {error:.2e}")
-    assert error < 1e-5
-    keep = mask.astype(bool)
-    np.testing.assert_allclose(out.pooler_output, pooled, rtol=0, atol=1e-5)
-    assert keep.any()
+    print(f"MiniLM float32 ({isa}) vs float64: max abs {error:.2e}")
+    assert error < 1.5e-5
+    np.testing.assert_allclose(out.pooler_output, pooled, rtol=0, atol=1.5e-5)
 
 
 # --- random checkpoints in every key layout ------------------------------------------------

@@ -336,10 +336,17 @@ class BertModel:
         hidden += self.position_embeddings[positions]
         gamma, beta = self.embedding_norm
         return padfree.layer_norm(hidden, gamma, beta, eps=self.config.layer_norm_eps,
-                                  num_threads=self._threads(num_threads))
+                                  num_threads=self._small_work_threads(hidden.size, num_threads))
 
     def _threads(self, num_threads):
         return num_threads if num_threads is not None else self.num_threads
+
+    # Below ~1M floats of work (a few hundred microseconds on one core) a parallel region
+    # costs more in thread wake-ups than it saves, most of all on a busy machine.
+    _SMALL_WORK = 1 << 20
+
+    def _small_work_threads(self, work, num_threads):
+        return 1 if work < self._SMALL_WORK else self._threads(num_threads)
 
     def forward_packed(self, input_ids, cu_seqlens, *, position_ids=None, token_type_ids=None,
                        num_threads=None) -> np.ndarray:
@@ -398,7 +405,9 @@ class BertModel:
         out = np.zeros((cu.size - 1, self.hidden_size), np.float32)
         if nonempty.any():
             first = hidden[cu[:-1][nonempty]]
-            out[nonempty] = np.tanh(self.pooler(first, num_threads=self._threads(num_threads)))
+            threads = self._small_work_threads(first.shape[0] * self.hidden_size ** 2 // 64,
+                                               num_threads)
+            out[nonempty] = np.tanh(self.pooler(first, num_threads=threads))
         return out
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *,
