@@ -75,7 +75,7 @@ def _parse_entry(name, entry, where):
             f"missing {sorted(missing)}, unknown {sorted(unknown)}"
         )
     dtype = entry["dtype"]
-    if dtype not in _DTYPES:
+    if not isinstance(dtype, str) or dtype not in _DTYPES:
         raise SafetensorsError(
             f"{where}: tensor {name!r} has unsupported dtype {dtype!r} "
             f"(supported: {', '.join(_DTYPES)})"
