@@ -439,3 +439,20 @@ def test_safetensors_reader_survives_corruption(tmp_path, rng):
                 np.asarray(checkpoint[name]).sum()
         except ValueError:
             pass
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"num_attention_heads": 0}, "num_attention_heads"),   # was ZeroDivisionError
+    ({"hidden_size": "32"}, "hidden_size"),                # was silently int("32")
+    ({"hidden_size": 32.5}, "hidden_size"),                # was silently truncated
+    ({"num_hidden_layers": True}, "num_hidden_layers"),
+    ({"num_hidden_layers": 0}, "num_hidden_layers"),
+    ({"vocab_size": -1}, "vocab_size"),
+    ({"type_vocab_size": [2]}, "type_vocab_size"),
+    ({"hidden_act": ["gelu"]}, "activation"),              # was TypeError: unhashable
+    ({"model_type": ["bert"]}, "model_type"),              # was TypeError: unhashable
+])
+def test_bert_config_fields_are_checked(rng, change, key):
+    config, weights = random_checkpoint(rng)
+    config.update(change)
+    _raises_named(ValueError, key, lambda: padfree.BertModel.from_state_dict(weights, config))

@@ -55,7 +55,7 @@ class BertConfig:
     @classmethod
     def from_dict(cls, config: dict, where: str = "config") -> "BertConfig":
         model_type = config.get("model_type")
-        if model_type not in _BERT_TYPES:
+        if not isinstance(model_type, str) or model_type not in _BERT_TYPES:
             raise ValueError(
                 f"{where}: model_type {model_type!r} is not supported "
                 f"(supported: {', '.join(sorted(_BERT_TYPES))})"
@@ -75,6 +75,13 @@ class BertConfig:
                 raise ValueError(f"{where}: {key!r} is missing")
             return value
 
+        def need_int(key, default=None, minimum=1):
+            # JSON ints only: "32", 32.5 or true are config errors, not sizes to round.
+            value = need(key, default)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{where}: {key!r} must be an int >= {minimum}, got {value!r}")
+            return value
+
         position_type = config.get("position_embedding_type", "absolute")
         if position_type != "absolute":
             raise ValueError(
@@ -85,25 +92,25 @@ class BertConfig:
             if config.get(flag):
                 raise ValueError(f"{where}: {flag}=True is not supported (encoders only)")
         activation = need(names["activation"], "gelu")
-        if activation not in _ACTIVATIONS:
+        if not isinstance(activation, str) or activation not in _ACTIVATIONS:
             raise ValueError(
                 f"{where}: activation {activation!r} is not supported "
                 f"(supported: {', '.join(_ACTIVATIONS)})"
             )
-        hidden, heads = int(need(names["hidden_size"])), int(need(names["num_heads"]))
+        hidden, heads = need_int(names["hidden_size"]), need_int(names["num_heads"])
         if hidden % heads:
             raise ValueError(f"{where}: hidden size {hidden} is not divisible by {heads} heads")
         pad_token_id = config.get("pad_token_id", 0 if family != "roberta" else 1)
         return cls(
             family=family,
-            vocab_size=int(need("vocab_size")),
+            vocab_size=need_int("vocab_size"),
             hidden_size=hidden,
-            num_layers=int(need(names["num_layers"])),
+            num_layers=need_int(names["num_layers"]),
             num_heads=heads,
-            intermediate_size=int(need(names["intermediate_size"])),
+            intermediate_size=need_int(names["intermediate_size"]),
             activation=_ACTIVATIONS[activation],
-            max_position_embeddings=int(need("max_position_embeddings", 512)),
-            type_vocab_size=0 if family == "distilbert" else int(config.get("type_vocab_size", 2)),
+            max_position_embeddings=need_int("max_position_embeddings", 512),
+            type_vocab_size=0 if family == "distilbert" else need_int("type_vocab_size", 2, 0),
             # DistilBERT hard-codes 1e-12; the others default to it too.
             layer_norm_eps=float(config.get("layer_norm_eps", 1e-12)),
             pad_token_id=int(pad_token_id if pad_token_id is not None else 0),
