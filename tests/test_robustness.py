@@ -456,3 +456,13 @@ def test_bert_config_fields_are_checked(rng, change, key):
     config, weights = random_checkpoint(rng)
     config.update(change)
     _raises_named(ValueError, key, lambda: padfree.BertModel.from_state_dict(weights, config))
+
+
+def test_encoder_src_mask_length_limit(models):
+    # Beyond L = 46340 a (query, key) offset overflows the kernels' 31-bit mask addressing:
+    # a clear error before anything is allocated (the mask here is a stride-0 view).
+    encoder, _ = models
+    length = 46341
+    x = np.zeros((1, length, D), np.float32)
+    src_mask = np.broadcast_to(np.ones((1, 1), bool), (length, length))
+    _raises_named(ValueError, "src_mask", lambda: encoder(x, lengths=[2], src_mask=src_mask))

@@ -36,6 +36,9 @@ _LAYER_KEYS = {
     "norm2.bias": ("norm2_bias", lambda d, f: (d,)),
 }
 _FINAL_NORM_KEYS = ("norm.weight", "norm.bias")
+# The attention kernels address a mask inside one (sequence, head) slice with 31-bit offsets
+# (attention.h): query_position * L + key_position must stay below 2**31.
+_MAX_MASKED_LENGTH = 46340
 _LAYER_PREFIX = re.compile(r"^layers\.(\d+)\.(.+)$")
 
 
@@ -530,6 +533,8 @@ def _attention_masks(src_mask, is_causal, window, batch, length, heads):
     mask.window_left, mask.window_right = _window(window)
     if src_mask is None:
         return mask
+    if length > _MAX_MASKED_LENGTH:
+        raise ValueError(f"src_mask supports L up to {_MAX_MASKED_LENGTH}, got L={length}")
     array = np.asarray(src_mask)
     if array.dtype == np.bool_:
         array = np.ascontiguousarray(array).view(np.uint8)
