@@ -466,3 +466,24 @@ def test_encoder_src_mask_length_limit(models):
     x = np.zeros((1, length, D), np.float32)
     src_mask = np.broadcast_to(np.ones((1, 1), bool), (length, length))
     _raises_named(ValueError, "src_mask", lambda: encoder(x, lengths=[2], src_mask=src_mask))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_input_stays_in_its_sequence(models, rng, bad):
+    # A NaN/inf token poisons only its own sequence; one at a padded position is never read.
+    encoder, _ = models
+    x = f32(rng, 3, 7, D)
+    lengths = [7, 5, 6]
+    clean = encoder(x, lengths=lengths)
+    inside, padded = x.copy(), x.copy()
+    inside[1, 2, 3] = bad
+    padded[1, 6, 0] = bad
+    poisoned = encoder(inside, lengths=lengths)
+    np.testing.assert_array_equal(poisoned[[0, 2]], clean[[0, 2]])
+    assert np.isnan(poisoned[1, :5]).all() and not poisoned[1, 5:].any()
+    np.testing.assert_array_equal(encoder(padded, lengths=lengths), clean)
+    rows, weight = f32(rng, 50, D), f32(rng, 24, D)
+    poisoned_rows = rows.copy()
+    poisoned_rows[7, 3] = bad
+    np.testing.assert_array_equal(np.delete(padfree.linear(poisoned_rows, weight), 7, 0),
+                                  np.delete(padfree.linear(rows, weight), 7, 0))
