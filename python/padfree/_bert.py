@@ -301,7 +301,18 @@ class BertModel:
 
     @classmethod
     def from_pretrained(cls, path, *, num_threads=None) -> "BertModel":
-        """Load ``config.json`` and safetensors weights (one file or shards) from a directory."""
+        """Load ``config.json`` and safetensors weights (one file or shards) from a directory.
+
+        Args:
+            path: a Hugging Face model directory (``config.json`` plus ``model.safetensors``
+                or ``model.safetensors.index.json`` with its shards), as str or PathLike.
+            num_threads: default OpenMP threads of calls; None uses OpenMP's default.
+
+        Raises:
+            FileNotFoundError: no config.json or no safetensors weights in ``path``.
+            ValueError: an unsupported architecture or option, or weights that are missing,
+                mis-shaped, non-finite or do not fit the config (the message names them).
+        """
         path = os.fspath(path)
         config_path = os.path.join(path, "config.json")
         if not os.path.isfile(config_path):
@@ -312,7 +323,16 @@ class BertModel:
 
     @classmethod
     def from_state_dict(cls, state_dict, config, *, num_threads=None) -> "BertModel":
-        """Build from a mapping of Hugging Face names to float32 arrays and a config dict."""
+        """Build from a mapping of Hugging Face names to arrays and a config dict.
+
+        Args:
+            state_dict: mapping from Hugging Face weight names (``embeddings.*``,
+                ``encoder.layer.{i}.*``, optional ``pooler.dense.*``; with or without the
+                ``bert.``/``roberta.`` prefix, or DistilBERT's names) to floating-point
+                arrays, converted to float32.
+            config: the contents of ``config.json`` as a dict (or a ``BertConfig``).
+            num_threads: default OpenMP threads of calls; None uses OpenMP's default.
+        """
         if not isinstance(config, BertConfig):
             if not hasattr(config, "keys"):
                 raise TypeError(f"config must be a mapping (config.json's contents) or a "

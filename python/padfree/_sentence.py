@@ -119,6 +119,12 @@ class SentenceEncoder:
 
         The tokenizer needs the optional ``tokenizers`` package; without it the encoder
         still accepts pre-tokenised ``input_ids``.
+
+        Args:
+            path: a sentence-transformers directory (``modules.json``, ``1_Pooling/``, the
+                transformer's ``config.json``, ``model.safetensors`` and ``tokenizer.json``)
+                or a bare Hugging Face model directory, as str or PathLike.
+            num_threads: default OpenMP threads of calls; None uses OpenMP's default.
         """
         path = os.fspath(path)
         modules = _read_json(os.path.join(path, "modules.json"), default=[])
