@@ -487,3 +487,10 @@ def test_non_finite_input_stays_in_its_sequence(models, rng, bad):
     poisoned_rows[7, 3] = bad
     np.testing.assert_array_equal(np.delete(padfree.linear(poisoned_rows, weight), 7, 0),
                                   np.delete(padfree.linear(rows, weight), 7, 0))
+
+
+@pytest.mark.parametrize("sentences", [b"bytes are not text", [b"x"], ["ok", None], [1, 2]])
+def test_sentence_encoder_rejects_non_text(models, sentences):
+    # str() of these used to be tokenised: b"x" became the text "b'x'", 1 became "1".
+    _, bert = models
+    _raises_named(TypeError, "sentences", lambda: padfree.SentenceEncoder(bert).encode(sentences))

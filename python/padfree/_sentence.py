@@ -159,13 +159,20 @@ class SentenceEncoder:
 
     def tokenize(self, sentences) -> list:
         """Token ids per sentence (list of int64 arrays), truncated to max_seq_length."""
+        if isinstance(sentences, (bytes, bytearray)):
+            raise TypeError("sentences must be a str or a sequence of str, got bytes; decode it")
+        sentences = list(sentences)
+        for index, sentence in enumerate(sentences):
+            if not isinstance(sentence, str):  # str() of bytes or None would embed garbage
+                raise TypeError(f"sentences[{index}] must be a str, got "
+                                f"{type(sentence).__name__}")
         if self.tokenizer is None:
             raise ImportError(
                 "tokenising text needs the 'tokenizers' package and the model's tokenizer.json "
                 "(pip install 'padfree[text]'); or pass input_ids= to encode()"
             )
         # sentence-transformers strips each text (and lower-cases it if configured).
-        texts = [str(s).strip() for s in sentences]
+        texts = [s.strip() for s in sentences]
         if self.do_lower_case:
             texts = [t.lower() for t in texts]
         return [np.asarray(e.ids, np.int64) for e in self.tokenizer.encode_batch(texts)]
@@ -194,7 +201,7 @@ class SentenceEncoder:
         if sentences is not None:
             if attention_mask is not None:
                 raise TypeError("attention_mask goes with input_ids, not with sentences")
-            token_lists = self.tokenize([sentences] if single else list(sentences))
+            token_lists = self.tokenize([sentences] if single else sentences)
         else:
             token_lists = self._split_pretokenized(input_ids, attention_mask)
 
