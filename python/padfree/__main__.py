@@ -174,6 +174,17 @@ def _bench(args) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an int >= 1 (0 batches, repeats or threads is a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {value}")
+    return value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="padfree", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -185,32 +196,35 @@ def main(argv=None) -> int:
     embed.add_argument("-o", "--output", help="write here (.npy or JSON lines) instead of stdout")
     embed.add_argument("--format", choices=["jsonl", "npy"], help="default: from --output")
     embed.add_argument("-m", "--model", help="model directory (default: all-MiniLM-L6-v2)")
-    embed.add_argument("--batch-size", type=int, default=32)
+    embed.add_argument("--batch-size", type=_positive_int, default=32)
     norm = embed.add_mutually_exclusive_group()
     norm.add_argument("--normalize", dest="normalize", action="store_true", default=None,
                       help="L2-normalise (default: as the model says)")
     norm.add_argument("--no-normalize", dest="normalize", action="store_false")
-    embed.add_argument("--threads", type=int, help="OpenMP threads (default: all cores)")
+    embed.add_argument("--threads", type=_positive_int, help="OpenMP threads (default: all cores)")
     embed.add_argument("--progress", action="store_true", help="progress bar (needs tqdm)")
     embed.set_defaults(run=_embed)
 
     bench = commands.add_parser("bench", help="a skewed batch: tokens/s, padding skipped")
     bench.add_argument("-m", "--model", help="model directory (default: all-MiniLM-L6-v2)")
-    bench.add_argument("--batch", type=int, default=32)
-    bench.add_argument("--min-length", type=int, default=5)
-    bench.add_argument("--max-length", type=int, default=128)
+    bench.add_argument("--batch", type=_positive_int, default=32)
+    bench.add_argument("--min-length", type=_positive_int, default=5)
+    bench.add_argument("--max-length", type=_positive_int, default=128)
     bench.add_argument("--seed", type=int, default=394, help="394 gives 942 valid tokens")
-    bench.add_argument("--threads", type=int, help="OpenMP threads (default: all cores)")
-    bench.add_argument("--repeats", type=int, default=10)
+    bench.add_argument("--threads", type=_positive_int, help="OpenMP threads (default: all cores)")
+    bench.add_argument("--repeats", type=_positive_int, default=10)
     bench.set_defaults(run=_bench)
 
     demo = commands.add_parser("demo", help="masked softmax with lengths vs padded NumPy")
-    demo.add_argument("--batch", type=int, default=32)
-    demo.add_argument("--heads", type=int, default=12)
-    demo.add_argument("--length", type=int, default=128)
+    demo.add_argument("--batch", type=_positive_int, default=32)
+    demo.add_argument("--heads", type=_positive_int, default=12)
+    demo.add_argument("--length", type=_positive_int, default=128)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)
+    if args.command == "bench" and args.min_length > args.max_length:
+        parser.error(f"bench: --min-length {args.min_length} exceeds --max-length "
+                     f"{args.max_length}")
     try:
         return args.run(args)
     except (OSError, ValueError, ImportError) as error:
