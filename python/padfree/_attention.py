@@ -105,7 +105,7 @@ def _same_layout_float32(q, k, v):
     if any(a.strides != strides or not a.flags.aligned for a in arrays) or (
         arrays[0].shape[3] > 1 and strides[3] != 4
     ):
-        arrays = [np.ascontiguousarray(a) for a in arrays]
+        arrays = [np.require(a, requirements="CA") for a in arrays]
     return arrays
 
 
@@ -223,7 +223,7 @@ def _mask_views(attn_mask, batch, heads, length):
         or not four_d.flags.aligned
         or (length - 1) * query_stride + length >= 2**31
     ):
-        four_d = np.ascontiguousarray(four_d)
+        four_d = np.require(four_d, requirements="CA")
     view = np.broadcast_to(four_d, (batch, heads, length, length))
     if is_bool:
         return view.view(np.uint8), None

@@ -36,9 +36,9 @@ def _rows(array: np.ndarray) -> np.ndarray:
     """A 2-D view (or copy) of `array` with rows on axis 0 and a contiguous last axis."""
     flat = array.reshape(math.prod(array.shape[:-1]), array.shape[-1])
     if flat.shape[1] > 1 and flat.strides[1] != 4 or not flat.flags.aligned:
-        flat = np.ascontiguousarray(flat)
+        flat = np.require(flat, requirements="CA")
     if flat.shape[0] > 1 and flat.strides[0] % 4:
-        flat = np.ascontiguousarray(flat)
+        flat = np.require(flat, requirements="CA")
     return flat
 
 
@@ -106,7 +106,11 @@ class Linear:
                     f"{shape_str(weight.shape)}, got {shape_str(bias.shape)}"
                 )
             _check_finite(bias, "bias")
-        self._layer = _core.PackedLinear(weight, bias)
+        # The binding takes C-contiguous float32 as is; np.require also copies unaligned data.
+        self._layer = _core.PackedLinear(
+            np.require(weight, requirements="CA"),
+            None if bias is None else np.require(bias, requirements="CA"),
+        )
         self._out_features, self._in_features = weight.shape
 
     @property
@@ -238,7 +242,8 @@ def layer_norm(x, gamma, beta, eps=1e-5, residual=None, num_threads=None):
     out = np.empty(x.shape, np.float32)
     if out.size:
         _core.layer_norm_f32(
-            _rows(x), residual_rows, np.ascontiguousarray(gamma), np.ascontiguousarray(beta),
+            _rows(x), residual_rows, np.require(gamma, requirements="CA"),
+            np.require(beta, requirements="CA"),
             float(eps), out.reshape(-1, d), threads,
         )
     return out

@@ -352,7 +352,7 @@ class Encoder:
         if x.ndim != 2 or x.shape[1] != self._d_model:
             raise ValueError(
                 f"x_packed must have shape (T, {self._d_model}), got {shape_str(x.shape)}")
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = np.require(x, np.float32, "CA")
         cu = _cu_seqlens(cu_seqlens, x.shape[0])
         mask = _attention_masks(None, is_causal, window, len(cu) - 1, 0, self.num_heads)
         return self._core.forward_packed(x, cu, None, mask, self._call_threads(num_threads))
@@ -438,7 +438,7 @@ def _weight(value, key, shape):
     if array.shape != shape:
         raise ValueError(f"{key} must have shape {shape_str(shape)}, got {shape_str(array.shape)}")
     with np.errstate(over="ignore"):  # values beyond float32's range are reported below
-        array = np.ascontiguousarray(array, dtype=np.float32)
+        array = np.require(array, np.float32, "CA")
     if not np.isfinite(array).all():
         raise ValueError(f"{key} holds NaN or infinity (as float32)")
     return array
@@ -448,7 +448,7 @@ def _as_batch(x, d_model):
     x = as_float_array(x, "x")
     if x.ndim != 3 or x.shape[2] != d_model:
         raise ValueError(f"x must have shape (B, L, {d_model}), got {shape_str(x.shape)}")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return np.require(x, np.float32, "CA")
 
 
 def _key_padding(batch, length, lengths, src_key_padding_mask, attention_mask):
@@ -522,7 +522,7 @@ def _cu_seqlens(cu_seqlens, tokens):
             or (np.diff(array.astype(np.int64)) < 0).any()):
         raise ValueError(f"cu_seqlens must rise from 0 to {tokens} (the rows of x_packed) "
                          f"without decreasing, got {array.tolist()}")
-    return np.ascontiguousarray(array, dtype=np.int64)
+    return np.require(array, np.int64, "CA")
 
 
 def _attention_masks(src_mask, is_causal, window, batch, length, heads):
@@ -537,9 +537,9 @@ def _attention_masks(src_mask, is_causal, window, batch, length, heads):
         raise ValueError(f"src_mask supports L up to {_MAX_MASKED_LENGTH}, got L={length}")
     array = np.asarray(src_mask)
     if array.dtype == np.bool_:
-        array = np.ascontiguousarray(array).view(np.uint8)
+        array = np.require(array, requirements="CA").view(np.uint8)
     elif array.dtype.kind == "f":
-        array = np.ascontiguousarray(array, dtype=np.float32)
+        array = np.require(array, np.float32, "CA")
     else:
         raise TypeError(f"src_mask must be boolean (True = take part) or floating point (added "
                         f"to the scores), got dtype {array.dtype}; for 0/1 integers pass "

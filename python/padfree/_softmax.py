@@ -58,7 +58,7 @@ def masked_softmax(scores, mask=None, *, lengths=None, axis=-1, out=None, num_th
 
     x = np.moveaxis(scores, axis, -1)
     if x.size and x.strides[-1] != x.itemsize or not x.flags.aligned:
-        x = np.ascontiguousarray(x)
+        x = np.require(x, requirements="CA")
     keep_view = _row_view(keep, axis)
     bias_view = _row_view(bias, axis)
     y = np.moveaxis(result, axis, -1)
@@ -120,7 +120,7 @@ def _row_view(mask, axis):
         return None
     view = np.moveaxis(mask, axis, -1)
     if view.size and view.strides[-1] != view.itemsize or not view.flags.aligned:
-        view = np.ascontiguousarray(view)
+        view = np.require(view, requirements="CA")
     return view
 
 
@@ -155,7 +155,8 @@ def _lengths_view(lengths, shape, axis):
                 f"lengths must lie in [0, {limit}] (the size of scores along axis {axis}), "
                 f"got {bad}"
             )
-    return view.astype(np.int64, copy=False)
+    view = view.astype(np.int64, copy=False)
+    return view if view.flags.aligned else view.copy()
 
 
 def _check_out(out, scores):
