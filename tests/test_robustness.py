@@ -551,3 +551,12 @@ def test_unaligned_inputs(models, rng):
         padfree.Encoder.from_state_dict({k: _unaligned(v) for k, v in state.items()},
                                         num_heads=HEADS)(batch),
         padfree.Encoder.from_state_dict(state, num_heads=HEADS)(batch))
+
+
+@pytest.mark.parametrize("kwargs, name", [({"window": (True, 1)}, "window"),
+                                          ({"window": (1, np.True_)}, "window"),
+                                          ({"scale": True}, "scale")])
+def test_attention_rejects_bools_as_numbers(rng, kwargs, name):
+    # The encoder already refused window=True; attention took True as 1.
+    q = f32(rng, 1, 1, 4, 2)
+    _raises_named(TypeError, name, lambda: padfree.attention(q, q, q, **kwargs))

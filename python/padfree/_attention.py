@@ -261,6 +261,8 @@ def _check_window(window):
         if bound is None:
             bounds.append(-1)
             continue
+        if isinstance(bound, (bool, np.bool_)):  # True is not a distance of 1
+            raise TypeError(f"window {name} bound must be a non-negative int or None, got bool")
         try:
             value = operator.index(bound)
         except TypeError:
@@ -277,6 +279,8 @@ def _check_window(window):
 def _check_scale(scale, head_dim):
     if scale is None:
         return 1.0 / math.sqrt(head_dim) if head_dim else 1.0
+    if isinstance(scale, (bool, np.bool_)):
+        raise TypeError("scale must be a real number or None, got bool")
     try:
         value = float(scale)
     except (TypeError, ValueError):
