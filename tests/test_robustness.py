@@ -560,3 +560,24 @@ def test_attention_rejects_bools_as_numbers(rng, kwargs, name):
     # The encoder already refused window=True; attention took True as 1.
     q = f32(rng, 1, 1, 4, 2)
     _raises_named(TypeError, name, lambda: padfree.attention(q, q, q, **kwargs))
+
+
+def test_float64_min_masks_are_minus_infinity_without_warnings(models, rng):
+    # Hugging Face builds additive masks from finfo(float64).min; cast to float32 that is
+    # -inf, exactly what it means. It used to raise "overflow encountered in cast".
+    import warnings
+
+    encoder, _ = models
+    low = np.finfo(np.float64).min
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = f32(rng, 2, 4)
+        np.testing.assert_array_equal(
+            padfree.masked_softmax(scores, np.array([0, low, 0, 0])),
+            padfree.masked_softmax(scores, np.array([True, False, True, True])))
+        q = f32(rng, 1, 1, 4, 2)
+        additive = np.where(np.tri(4, dtype=bool), 0.0, low)
+        np.testing.assert_array_equal(padfree.attention(q, q, q, attn_mask=additive),
+                                      padfree.attention(q, q, q, is_causal=True))
+        x = f32(rng, 1, 4, D)
+        np.testing.assert_array_equal(encoder(x, src_mask=additive), encoder(x, is_causal=True))

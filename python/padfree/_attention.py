@@ -207,7 +207,8 @@ def _mask_views(attn_mask, batch, heads, length):
         is_bool = True
     elif mask.dtype.kind == "f":
         is_bool = False
-        mask = mask.astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):  # float64 min and the like become -inf: intended
+            mask = mask.astype(np.float32, copy=False)
     else:
         raise TypeError(
             f"attn_mask must be boolean (True = take part) or floating point (added to the "

@@ -539,7 +539,8 @@ def _attention_masks(src_mask, is_causal, window, batch, length, heads):
     if array.dtype == np.bool_:
         array = np.require(array, requirements="CA").view(np.uint8)
     elif array.dtype.kind == "f":
-        array = np.require(array, np.float32, "CA")
+        with np.errstate(over="ignore"):  # float64 min and the like become -inf: intended
+            array = np.require(array, np.float32, "CA")
     else:
         raise TypeError(f"src_mask must be boolean (True = take part) or floating point (added "
                         f"to the scores), got dtype {array.dtype}; for 0/1 integers pass "

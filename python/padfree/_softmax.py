@@ -98,7 +98,8 @@ def _split_mask(mask, shape, dtype):
     if mask.dtype == np.bool_:
         keep, bias = mask.view(np.uint8), None
     elif mask.dtype.kind == "f":
-        keep, bias = None, mask.astype(dtype, copy=False)
+        with np.errstate(over="ignore"):  # float64 min and the like become -inf: intended
+            keep, bias = None, mask.astype(dtype, copy=False)
     else:
         raise TypeError(
             f"mask must be boolean (True = take part) or floating point (added to the scores), "
