@@ -581,3 +581,69 @@ def test_float64_min_masks_are_minus_infinity_without_warnings(models, rng):
                                       padfree.attention(q, q, q, is_causal=True))
         x = f32(rng, 1, 4, D)
         np.testing.assert_array_equal(encoder(x, src_mask=additive), encoder(x, is_causal=True))
+
+
+def _bad_calls(encoder, bert, rng):
+    """(argument named in the error, error type, call) for a sweep of bad inputs."""
+    s, q = f32(rng, 2, 3, 5), f32(rng, 2, 2, 5, 4)
+    x, w = f32(rng, 2, 3), f32(rng, 4, 3)
+    one, zero = np.ones(3, np.float32), np.zeros(3, np.float32)
+    batch, ids = f32(rng, 2, 5, D), rng.integers(0, 50, (2, 6))
+    return [
+        ("scores", TypeError, lambda: padfree.masked_softmax(np.ones((2, 3), np.int32))),
+        ("scores", TypeError, lambda: padfree.masked_softmax(None)),
+        ("scores", ValueError, lambda: padfree.masked_softmax(np.float32(1))),
+        ("lengths", ValueError, lambda: padfree.masked_softmax(s, lengths=[-1, 1])),
+        ("lengths", ValueError, lambda: padfree.masked_softmax(s, lengths=[6, 1])),
+        ("lengths", TypeError, lambda: padfree.masked_softmax(s, lengths=[1.0, 2.0])),
+        ("mask", TypeError, lambda: padfree.masked_softmax(s, np.ones(5, np.int8))),
+        ("mask", ValueError, lambda: padfree.masked_softmax(s, np.ones(4, bool))),
+        ("axis", ValueError, lambda: padfree.masked_softmax(s, axis=3)),
+        ("out", ValueError, lambda: padfree.masked_softmax(s, out=np.empty((2, 3), np.float32))),
+        ("num_threads", ValueError, lambda: padfree.masked_softmax(s, num_threads=0)),
+        ("x", TypeError, lambda: padfree.linear(x.astype(np.float64), w)),
+        ("x", ValueError, lambda: padfree.linear(f32(rng, 2, 4), w)),
+        ("weight", ValueError, lambda: padfree.linear(x, np.full((4, 3), np.nan, np.float32))),
+        ("bias", ValueError, lambda: padfree.linear(x, w, bias=f32(rng, 3))),
+        ("residual", ValueError, lambda: padfree.linear(x, w, residual=f32(rng, 2, 3))),
+        ("activation", ValueError, lambda: padfree.linear(x, w, activation="tanh")),
+        ("gamma", ValueError, lambda: padfree.layer_norm(x, np.ones(4, np.float32), zero)),
+        ("eps", ValueError, lambda: padfree.layer_norm(x, one, zero, eps=0)),
+        ("k", ValueError, lambda: padfree.attention(q, q[:, :, :4], q)),
+        ("v", TypeError, lambda: padfree.attention(q, q, q.astype(np.float64))),
+        ("q", ValueError, lambda: padfree.attention(q[0], q[0], q[0])),
+        ("lengths", ValueError, lambda: padfree.attention(q, q, q, lengths=[1, 2, 3])),
+        ("key_padding_mask", TypeError,
+         lambda: padfree.attention(q, q, q, key_padding_mask=np.zeros((2, 5), int))),
+        ("attn_mask", ValueError,
+         lambda: padfree.attention(q, q, q, attn_mask=np.ones((3, 5, 5), bool))),
+        ("is_causal", TypeError, lambda: padfree.attention(q, q, q, is_causal=1)),
+        ("scale", ValueError, lambda: padfree.attention(q, q, q, scale=np.inf)),
+        ("x", ValueError, lambda: encoder(f32(rng, 2, 5, D + 1))),
+        ("x", TypeError, lambda: encoder(batch.astype(np.int64))),
+        ("lengths", ValueError, lambda: encoder(batch, lengths=[6, 1])),
+        ("attention_mask", ValueError, lambda: encoder(batch, attention_mask=np.full((2, 5), 2))),
+        ("src_key_padding_mask", ValueError,
+         lambda: encoder(batch, src_key_padding_mask=np.ones((2, 4), bool))),
+        ("lengths and attention_mask", ValueError,
+         lambda: encoder(batch, lengths=[1, 1], attention_mask=np.ones((2, 5), bool))),
+        ("src_mask", ValueError, lambda: encoder(batch, src_mask=np.ones((1, 5, 5), bool))),
+        ("window", ValueError, lambda: encoder(batch, window=[1, 2])),
+        ("cu_seqlens", ValueError, lambda: encoder.forward_packed(batch[0], [0, 3, 2, 5])),
+        ("input_ids", ValueError, lambda: bert(ids + 50)),
+        ("input_ids", ValueError, lambda: bert(ids - 60)),
+        ("input_ids", TypeError, lambda: bert(ids.astype(float))),
+        ("input_ids", ValueError, lambda: bert(rng.integers(0, 50, (1, 13)))),
+        ("attention_mask", ValueError, lambda: bert(ids, np.ones((2, 5)))),
+        ("token_type_ids", ValueError, lambda: bert(ids, None, np.full((2, 6), 2))),
+        ("position_ids", ValueError,
+         lambda: bert.forward_packed(ids.ravel(), [0, 12], position_ids=np.arange(12) + 1)),
+        ("batch_size", ValueError,
+         lambda: padfree.SentenceEncoder(bert).encode(input_ids=[[1]], batch_size=0)),
+    ]
+
+
+def test_bad_input_sweep(models, rng):
+    encoder, bert = models
+    for name, error, call in _bad_calls(encoder, bert, rng):
+        _raises_named(error, name, call)
