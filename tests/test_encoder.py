@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from encoder_reference import random_state, reference_encoder
+from mask_reference import structured_keep
 
 import padfree
 
@@ -153,19 +154,6 @@ def test_src_mask_matches_reference(rng, kind, boolean):
     assert_close_valid(encoder(x, attention_mask=keep, src_mask=mask), expected, keep)
 
 
-def _structured_keep(batch, heads, length, causal, window):
-    i = np.arange(length)[:, None]
-    j = np.arange(length)[None, :]
-    keep = np.ones((length, length), bool)
-    if causal:
-        keep &= j <= i
-    if window is not None:
-        left, right = window
-        if left is not None:
-            keep &= j >= i - left
-        if right is not None:
-            keep &= j <= i + right
-    return np.broadcast_to(keep, (batch, heads, length, length))
 
 
 @pytest.mark.parametrize("causal,window", [(True, None), (False, (2, 2)), (True, (3, None)),
@@ -175,7 +163,8 @@ def test_causal_and_window(rng, causal, window):
     batch, heads, length = 3, 4, 12
     keep = rng.random((batch, length)) < 0.75  # holes: masks use original positions
     x = batch_input(rng, batch, length, 32)
-    attn_keep = _structured_keep(batch, heads, length, causal, window)
+    attn_keep = np.broadcast_to(structured_keep(length, causal, window),
+                                (batch, heads, length, length))
     expected = reference_encoder(state, x, num_heads=heads, keep=keep, attn_keep=attn_keep,
                                  norm_first=True)
     arg = window if window is None or window[0] != window[1] else window[0]
@@ -188,7 +177,8 @@ def test_causal_combines_with_src_mask(rng):
     batch, heads, length = 2, 4, 9
     mask = rng.random((length, length)) < 0.6
     x = batch_input(rng, batch, length, 32)
-    attn_keep = _structured_keep(batch, heads, length, True, None) & mask
+    attn_keep = np.broadcast_to(structured_keep(length, causal=True) & mask,
+                                (batch, heads, length, length))
     expected = reference_encoder(state, x, num_heads=heads, attn_keep=attn_keep)
     y = encoder(x, src_mask=mask, is_causal=True)
     assert_close_valid(y, expected, np.ones((batch, length), bool))
@@ -243,8 +233,9 @@ def test_random_masks_match_reference(batch, length, norm_first, padding, src_ma
     elif padding == "holes":
         keep = rng.random((batch, length)) < 0.6
         kwargs["src_key_padding_mask"] = ~keep
-    attn_keep = _structured_keep(batch, heads, length, causal,
-                                 None if window is None else (window, window))
+    attn_keep = np.broadcast_to(
+        structured_keep(length, causal, None if window is None else (window, window)),
+        (batch, heads, length, length))
     attn_bias = None
     if src_mask == "bool":
         mask = rng.random((batch, heads, length, length)) < 0.7

@@ -67,8 +67,8 @@ Isa initial_isa()
     try {
         requested = parse_isa(env);
     } catch (const std::invalid_argument&) {
-        throw std::runtime_error(std::string("PADFREE_ISA must be one of scalar, avx2, avx512; got '") +
-                                 env + "'");
+        throw std::runtime_error(
+            std::string("PADFREE_ISA must be one of scalar, avx2, avx512; got '") + env + "'");
     }
     if (!isa_supported(requested)) {
         throw std::runtime_error(std::string("PADFREE_ISA=") + env +

@@ -40,9 +40,10 @@ __all__ = [
     "masked_softmax",
 ]
 
-_logger.debug(
-    "padfree %s: ISA %s, %d OpenMP threads",
-    __version__,
-    _core.get_isa(),
-    _core.cpu_info()["num_threads"],
-)
+if _logger.isEnabledFor(logging.DEBUG):  # cpu_info() builds a dict: only when it is shown
+    _logger.debug(
+        "padfree %s: ISA %s, %d OpenMP threads",
+        __version__,
+        _core.get_isa(),
+        _core.cpu_info()["num_threads"],
+    )
